@@ -1,0 +1,49 @@
+# modops: `make demo` runs the whole lifecycle on the embedded default; `make test` runs the tests.
+# Both create the project's virtualenv from uv.lock on first use, unattended.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+UV := .tools/bin/uv
+DEMO_SIZE ?= default
+DEMO_SEED ?= 0
+
+# Runtime state lives under one folder; point these at PostgreSQL/S3/an MLflow server in production.
+export MODOPS_STATE_DIR ?= $(CURDIR)/.modops
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv demo test test-fast lint clean-state
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced  ## create/refresh .venv from uv.lock
+
+demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champion in the MLflow registry
+	modops demo-data --out data/raw --size $(DEMO_SIZE) --seed $(DEMO_SEED)
+	modops run-dag modops_training
+	modops champion
+
+test: venv  ## all tests, including the end-to-end DAG smoke run on the small pool
+	pytest -q -m "not benchmark"
+
+test-fast: venv  ## unit tests only (no end-to-end run)
+	pytest -q -m "not slow and not e2e and not benchmark"
+
+lint: venv  ## ruff
+	ruff check src tests dags pipelines
+
+clean-state:  ## delete runtime state and pipeline outputs (keeps data/raw)
+	rm -rf .modops data/ingested data/store data/split data/holdout.parquet models eval reports

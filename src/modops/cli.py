@@ -1,0 +1,298 @@
+"""The ``modops`` command line: one command per stage, calling the same functions DVC and Airflow run.
+
+Run ``modops --help``. Paths default to the layout in ``dvc.yaml``; every one can be overridden.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from modops.config import ConfigError, load_settings
+
+app = typer.Typer(
+    name="modops",
+    help="modops: image-moderation MLOps. Stages: ingest, validate, split, train, evaluate, register.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+PARAMS = Annotated[Path, typer.Option("--params", help="params.yaml to read stage sections from")]
+
+
+def _reporter():  # noqa: ANN202
+    from modops.progress import RichReporter
+
+    return RichReporter()
+
+
+def _quiet() -> None:
+    from modops.registry.tracking import quiet_env
+
+    for key, value in quiet_env().items():
+        os.environ.setdefault(key, value)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can fix into one clear line and a non-zero exit (no traceback)."""
+    from modops.stages import StageError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _quiet()
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, StageError, FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+@app.command("demo-data")
+@handle_errors
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", help="folder to write images/ and labels.csv into")] = Path("data/raw"),
+    size: Annotated[str, typer.Option(help="small (<=2,000 images, for tests) or default (20,000)")] = "default",
+    seed: Annotated[int, typer.Option(help="random seed; the same seed writes the same bytes")] = 0,
+    n_images: Annotated[int | None, typer.Option("--n-images", help="override the pool size")] = None,
+    positive_rate: Annotated[float, typer.Option(help="fraction of violating images (0.001-0.5)")] = 0.01,
+    noise_rate: Annotated[float, typer.Option(help="fraction of labels flipped (label noise)")] = 0.0,
+    day: Annotated[int, typer.Option(help="day offset of the upload timestamps")] = 0,
+    drift: Annotated[bool, typer.Option(help="write spam in a new style (a later 'day' for drift work)")] = False,
+) -> None:
+    """Write a deterministic, realistic demo content pool: images plus labels.csv."""
+    from modops.data.demo import generate_pool
+
+    if size not in ("small", "default"):
+        raise ValueError(f"--size must be 'small' or 'default', got {size!r}")
+    rep = _reporter()
+    total = n_images or (1500 if size == "small" else 20000)
+    with rep.task("demo-data", total=total) as advance:
+        summary = generate_pool(
+            out, size=size, n_images=n_images, seed=seed, positive_rate=positive_rate,  # type: ignore[arg-type]
+            noise_rate=noise_rate, day=day, drift=drift, progress=advance,
+        )
+    rep.log(f"demo-data: {summary.n_images} images -> {out} ; labels {summary.counts} ; flipped {summary.n_flipped}")
+
+
+@app.command()
+@handle_errors
+def ingest(
+    source: Annotated[str, typer.Argument(help="local folder or s3://bucket/prefix")],
+    out: Annotated[Path, typer.Option("--out", help="folder for manifest.parquet and quarantine.parquet")] = Path("data/ingested"),
+    store: Annotated[Path, typer.Option("--store", help="content-addressed image store")] = Path("data/store"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Ingest images: good ones into the store and manifest, bad ones into quarantine with a reason."""
+    from modops.stages import ingest_stage
+
+    ingest_stage(source, out, store_dir=store, params_path=params, settings=load_settings(), reporter=_reporter())
+
+
+@app.command()
+@handle_errors
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="manifest.parquet")] = Path("data/ingested/manifest.parquet"),
+    report_dir: Annotated[Path, typer.Option("--report-dir")] = Path("reports/validation"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Check the manifest with Great Expectations; exit 1 with an HTML report when it fails."""
+    from modops.stages import validate_stage
+
+    validate_stage(manifest, report_dir, params_path=params, reporter=_reporter())
+
+
+@app.command()
+@handle_errors
+def split(
+    manifest: Annotated[Path, typer.Argument(help="manifest.parquet")] = Path("data/ingested/manifest.parquet"),
+    out: Annotated[Path, typer.Option("--out")] = Path("data/split/splits.parquet"),
+    holdout: Annotated[Path, typer.Option("--holdout", help="frozen holdout; reused when it exists")] = Path("data/holdout.parquet"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Split into train/val/holdout without letting near-duplicates cross splits."""
+    from modops.stages import split_stage
+
+    split_stage(manifest, out, holdout_path=holdout, params_path=params, reporter=_reporter())
+
+
+@app.command()
+@handle_errors
+def train(
+    manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/ingested/manifest.parquet"),
+    splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
+    store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
+    out: Annotated[Path, typer.Option("--out", help="model folder to write")] = Path("models/candidate"),
+    metrics: Annotated[Path, typer.Option("--metrics", help="training summary JSON")] = Path("models/train_metrics.json"),
+    params: PARAMS = Path("params.yaml"),
+    mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
+) -> None:
+    """Train a candidate model with the trainer and backbone named in params.yaml."""
+    from modops.stages import train_stage
+
+    train_stage(
+        manifest, splits, out, store_dir=store, params_path=params, settings=load_settings() if mlflow else None,
+        metrics_path=metrics, reporter=_reporter(),
+    )
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model")] = Path("models/candidate"),
+    manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/ingested/manifest.parquet"),
+    splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
+    store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
+    out: Annotated[Path, typer.Option("--out")] = Path("eval"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Pick thresholds on val for the target precision; report holdout precision, recall and PR-AUC."""
+    from modops.stages import evaluate_stage
+
+    evaluate_stage(model, manifest, splits, out, store_dir=store, params_path=params, reporter=_reporter())
+
+
+@app.command()
+@handle_errors
+def register(
+    model: Annotated[Path, typer.Option("--model")] = Path("models/candidate"),
+    eval_dir: Annotated[Path, typer.Option("--eval")] = Path("eval"),
+    manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/ingested/manifest.parquet"),
+    splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
+    holdout: Annotated[Path, typer.Option("--holdout")] = Path("data/holdout.parquet"),
+    store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
+    train_metrics: Annotated[Path, typer.Option("--train-metrics")] = Path("models/train_metrics.json"),
+    out: Annotated[Path, typer.Option("--out")] = Path("eval/registration.json"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Gate the candidate (floors + no regression vs champion); register it; promote on a pass."""
+    from modops.stages import register_stage
+
+    register_stage(
+        model, eval_dir, manifest, splits, out, store_dir=store, holdout_path=holdout, params_path=params,
+        settings=load_settings(), train_metrics_path=train_metrics, reporter=_reporter(),
+    )
+
+
+@app.command("run-dag")
+@handle_errors
+def run_dag(
+    dag_id: Annotated[str, typer.Argument(help="DAG to run in-process")] = "modops_training",
+    logical_date: Annotated[str | None, typer.Option(help="logical date (default: now)")] = None,
+) -> None:
+    """Run a DAG end to end with `airflow dags test` on the embedded default (SQLite, LocalExecutor)."""
+    from modops.orchestration import DagRunFailed, dag_test, ensure_airflow_db, project_dir
+
+    settings, project = load_settings(), project_dir()
+    ensure_airflow_db(settings, project)
+    try:
+        dag_test(dag_id, settings=settings, project=project, logical_date=logical_date)
+    except DagRunFailed as exc:
+        _fail(str(exc))
+    _reporter().log(f"DAG {dag_id}: success")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handle_errors
+def airflow(ctx: typer.Context) -> None:
+    """Run any `airflow` command against modops' state folder, e.g. `modops airflow dags list`."""
+    from modops.orchestration import project_dir, run_airflow
+
+    settings, project = load_settings(), project_dir()
+    result = run_airflow(list(ctx.args), settings=settings, project=project, check=False)
+    raise typer.Exit(result.returncode)
+
+
+@app.command()
+@handle_errors
+def champion(
+    name: Annotated[str | None, typer.Option(help="registered model name (default from settings)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Show the champion model: version, gate verdict, per-category metrics, and how to open the UIs."""
+    from modops.registry.promotion import champion_version
+    from modops.registry.tracking import configure_mlflow
+
+    settings = load_settings()
+    configure_mlflow(settings)
+    model_name = name or settings.model_name
+    champ = champion_version(model_name)
+    if champ is None:
+        _fail(f"no champion for model '{model_name}' yet: run `make demo` or `modops run-dag`")
+    import mlflow
+
+    run = mlflow.get_run(champ.run_id)
+    metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("holdout.")}
+    info = {"model": model_name, "version": champ.version, "aliases": list(champ.aliases), "tags": dict(champ.tags), "holdout": metrics}
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return
+    _print_champion(info, settings)
+
+
+def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold green]champion[/]: {info['model']} version {info['version']} (aliases: {', '.join(info['aliases'])})")
+    table = Table("category", "precision", "recall", "f1", "PR-AUC", "threshold")
+    cats = sorted({k.split(".")[1] for k in info["holdout"]})
+    for cat in cats:
+        get = lambda m: f"{info['holdout'].get(f'holdout.{cat}.{m}', float('nan')):.3f}"  # noqa: E731
+        table.add_row(cat, get("precision"), get("recall"), get("f1"), get("pr_auc"), get("threshold"))
+    console.print(table)
+    console.print(f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}")
+    console.print("\n[bold]Open the UIs on this state:[/]")
+    console.print(f"  MLflow : .venv/bin/mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --port 5000")
+    console.print("  Airflow: .venv/bin/modops airflow standalone   (then http://localhost:8080)")
+    console.print(
+        f"\nScore an image:\n  .venv/bin/modops predict IMAGE.jpg\n  # or in Python: mlflow.pyfunc.load_model('models:/{info['model']}@champion')"
+    )
+
+
+@app.command()
+@handle_errors
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files to score")],
+    model_uri: Annotated[str | None, typer.Option(help="MLflow model URI (default models:/NAME@champion)")] = None,
+) -> None:
+    """Score image files with a registered model (the champion by default); prints JSON lines."""
+    import mlflow
+    import pandas as pd
+
+    from modops.registry.tracking import configure_mlflow
+
+    settings = load_settings()
+    configure_mlflow(settings)
+    uri = model_uri or f"models:/{settings.model_name}@champion"
+    model = mlflow.pyfunc.load_model(uri)
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file(s): {missing}")
+    result = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
+    for path, row in zip(images, result.to_dict(orient="records"), strict=True):
+        print(json.dumps({"path": str(path), **{k: (float(v) if hasattr(v, "item") else v) for k, v in row.items()}}))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,129 @@
+"""Where uploads come from: a local folder or an ``s3://bucket/prefix`` (any S3-compatible server).
+
+A source yields *items* (a uri plus its path relative to the source root, which is the
+key the labels file uses) and reads their bytes. boto3 clients are created lazily per
+process, never at import.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+__all__ = ["SourceItem", "is_s3", "list_source", "read_uri", "read_labels", "s3_client"]
+
+LABEL_COLUMNS_REQUIRED = ("path", "label")
+LABEL_COLUMNS_OPTIONAL = ("label_source", "uploader_id", "business_category", "uploaded_at")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One file found in a source.
+
+    Attributes:
+        uri: Absolute local path or ``s3://bucket/key``.
+        rel: Path relative to the source root, posix style (the labels-file key).
+    """
+
+    uri: str
+    rel: str
+
+
+def is_s3(source: str) -> bool:
+    """True for ``s3://`` uris."""
+    return source.startswith("s3://")
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3 uri: {uri!r}; expected s3://bucket/prefix")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@cache
+def s3_client(endpoint_url: str | None = None):  # noqa: ANN201 - boto3 client type is dynamic
+    """A cached boto3 S3 client (one per process and endpoint); credentials from the environment."""
+    import boto3  # imported here so that local-only runs never pay for it
+
+    return boto3.client("s3", endpoint_url=endpoint_url or None)
+
+
+def list_source(source: str, *, exclude: tuple[str, ...] = (), s3_endpoint_url: str | None = None) -> list[SourceItem]:
+    """List every file under ``source``, sorted by relative path.
+
+    Hidden files (a path part starting with ``.``) are skipped: they are editor and OS
+    litter, not uploads. ``exclude`` names relative paths to skip (the labels file).
+
+    Raises:
+        FileNotFoundError: When a local source folder does not exist.
+    """
+    if is_s3(source):
+        bucket, prefix = _split_s3(source)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        paginator = s3_client(s3_endpoint_url).get_paginator("list_objects_v2")
+        items = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(prefix) :]
+                if rel and not rel.endswith("/") and not _hidden(rel) and rel not in exclude:
+                    items.append(SourceItem(uri=f"s3://{bucket}/{obj['Key']}", rel=rel))
+        return sorted(items, key=lambda i: i.rel)
+    root = Path(source)
+    if not root.is_dir():
+        raise FileNotFoundError(f"source folder not found: {root.resolve()} (set ingest.source in params.yaml)")
+    items = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_dir() and not _hidden(rel) and rel not in exclude:
+            items.append(SourceItem(uri=str(p.resolve()), rel=rel))
+    return sorted(items, key=lambda i: i.rel)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def read_uri(uri: str, *, s3_endpoint_url: str | None = None) -> bytes:
+    """Read the bytes behind a local path or ``s3://`` uri."""
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        return s3_client(s3_endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
+    return Path(uri).read_bytes()
+
+
+def read_labels(source: str, labels_file: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame | None:
+    """Read the labels CSV at ``source/labels_file``, or None when the source has none.
+
+    The CSV needs columns ``path`` (relative to the source root) and ``label``; the optional
+    columns ``label_source``, ``uploader_id``, ``business_category`` and ``uploaded_at`` are
+    carried into the manifest. Other columns are ignored.
+
+    Raises:
+        ValueError: When required columns are missing or a path is listed twice.
+    """
+    uri = f"{source.rstrip('/')}/{labels_file}"
+    try:
+        raw = read_uri(uri, s3_endpoint_url=s3_endpoint_url)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # botocore's NoSuchKey is created dynamically per client
+        if type(exc).__name__ in ("NoSuchKey", "ClientError") and "NoSuchKey" in repr(exc) + type(exc).__name__:
+            return None
+        raise
+    frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_values=[""])
+    missing = [c for c in LABEL_COLUMNS_REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"labels file {uri} lacks column(s) {missing}; it needs 'path' (relative to the source) "
+            f"and 'label', optionally {list(LABEL_COLUMNS_OPTIONAL)}"
+        )
+    dup = frame["path"][frame["path"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"labels file {uri} lists {len(dup)} path(s) twice, e.g. {dup[:3]}; keep one row per file")
+    return frame

@@ -1,0 +1,1 @@
+"""Holdout evaluation: metrics, threshold choice, confidence intervals and the promotion gate."""

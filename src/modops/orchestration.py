@@ -1,0 +1,466 @@
+"""Glue between Airflow and DVC: run one DVC stage, and run the Airflow CLI on the default setup.
+
+DVC decides what is stale; Airflow decides when and in what order. Each Airflow task therefore
+runs exactly one stage with ``dvc repro --single-item <stage>`` in the project folder, and DVC
+skips the stage when its dependencies and params are unchanged.
+
+This module imports neither Airflow nor MLflow, so the DAG files stay cheap to parse and the CLI
+can drive Airflow through subprocesses without loading it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from contextlib import closing, suppress
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from modops.config import Settings
+
+__all__ = [
+    "STAGES",
+    "AirflowCommandFailed",
+    "DagRunFailed",
+    "StageFailed",
+    "StageResult",
+    "airflow_env",
+    "dag_test",
+    "ensure_airflow_db",
+    "project_dir",
+    "run_airflow",
+    "run_stage",
+]
+
+log = logging.getLogger(__name__)
+
+#: The DVC stages of the training pipeline, in run order (the names in ``dvc.yaml``).
+STAGES: tuple[str, ...] = ("ingest", "validate", "split", "train", "evaluate", "register")
+
+_TAIL_LINES = 40
+_DB_STAMP = ".modops-db-stamp.json"
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage exited non-zero (or timed out); ``output_tail`` holds its last lines."""
+
+    def __init__(self, stage: str, returncode: int, output_tail: str, *, reason: str = "") -> None:
+        self.stage = stage
+        self.returncode = returncode
+        self.output_tail = output_tail
+        why = reason or f"exited with code {returncode}"
+        super().__init__(
+            f"DVC stage '{stage}' {why}. Last output lines:\n{output_tail}\n"
+            f"Re-run it alone with: dvc repro --single-item {stage}"
+        )
+
+
+class AirflowCommandFailed(subprocess.CalledProcessError):
+    """An ``airflow`` CLI command exited non-zero; the message carries its last output lines."""
+
+    def __str__(self) -> str:
+        tail = "\n".join(str(self.output or "").splitlines()[-_TAIL_LINES:])
+        cmd = " ".join(self.cmd) if isinstance(self.cmd, list | tuple) else str(self.cmd)
+        return f"`{cmd}` exited with code {self.returncode}. Last output lines:\n{tail}"
+
+
+class DagRunFailed(AirflowCommandFailed):
+    """``airflow dags test`` finished with a failed DAG run, or could not run the DAG at all."""
+
+    def __str__(self) -> str:
+        hint = (
+            "a task failed; its log is above"
+            if "DagRun failed" in str(self.output or "")
+            else "the DAG could not be loaded or run (check `airflow dags list-import-errors`)"
+        )
+        return f"DAG run failed: {hint}.\n{super().__str__()}"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Outcome of one ``dvc repro --single-item`` call.
+
+    Attributes:
+        stage: The DVC stage name.
+        returncode: The ``dvc`` exit code (0 on success).
+        skipped: True when DVC found the stage unchanged (or restored it from its run cache)
+            and did not run its command.
+        duration_s: Wall-clock seconds the ``dvc`` call took.
+        output_tail: The last lines (at most 40) of the combined stdout/stderr.
+    """
+
+    stage: str
+    returncode: int
+    skipped: bool
+    duration_s: float
+    output_tail: str
+
+
+def project_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Find the project folder, the one holding ``dvc.yaml``.
+
+    Args:
+        env: Environment to read (defaults to ``os.environ``).
+
+    Returns:
+        ``$MODOPS_PROJECT_DIR`` when set, else the nearest folder holding ``dvc.yaml`` above this
+        file (an editable install), else above the working directory. Absolute.
+
+    Raises:
+        FileNotFoundError: When no such folder exists.
+    """
+    env = os.environ if env is None else env
+    if env.get("MODOPS_PROJECT_DIR"):
+        root = Path(env["MODOPS_PROJECT_DIR"]).expanduser().resolve()
+        if not (root / "dvc.yaml").is_file():
+            raise FileNotFoundError(
+                f"MODOPS_PROJECT_DIR={root} has no dvc.yaml; point it at the modops repo root."
+            )
+        return root
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "dvc.yaml").is_file():
+                return folder
+    raise FileNotFoundError(
+        "could not find dvc.yaml above the modops package or the working directory; "
+        "set MODOPS_PROJECT_DIR to the repo root or run from inside it."
+    )
+
+
+def run_stage(
+    stage: str,
+    *,
+    project: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+) -> StageResult:
+    """Run one DVC stage with ``dvc repro --single-item``, streaming its output to the log.
+
+    Args:
+        stage: One of :data:`STAGES`.
+        project: The folder holding ``dvc.yaml``; defaults to :func:`project_dir`.
+        env: Extra environment variables for ``dvc``, on top of ``os.environ``; the running
+            interpreter's folder is put first on ``PATH`` so ``python`` in ``dvc.yaml`` is it.
+        timeout_s: Kill the stage (and its children) after this many seconds; None = no limit.
+
+    Returns:
+        The :class:`StageResult`; ``skipped`` says whether DVC found nothing to do.
+
+    Raises:
+        ValueError: ``stage`` is not one of :data:`STAGES`.
+        StageFailed: ``dvc`` exited non-zero or ran past ``timeout_s``.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of: {', '.join(STAGES)}")
+    root = project_dir() if project is None else Path(project).resolve()
+    full_env = {
+        **os.environ,
+        # dvc.yaml says `python pipelines/...`: put this environment's interpreter first on
+        # PATH, since an Airflow worker's PATH need not include the virtualenv.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        # DVC's usage report is a network call from a daemon; the pipeline must run offline.
+        "DVC_NO_ANALYTICS": "true",
+        **(env or {}),
+    }
+    cmd = [_venv_tool("dvc"), "repro", "--single-item", stage]
+    log.info("stage %s: running %s in %s", stage, " ".join(cmd), root)
+    started = time.monotonic()
+    code, tail, seen, timed_out = _stream(
+        cmd, cwd=root, env=full_env, timeout_s=timeout_s, prefix=f"[{stage}] ",
+        scan=_skip_scanner(stage),
+    )
+    duration = time.monotonic() - started
+    tail_text = "\n".join(tail)
+    if timed_out:
+        raise StageFailed(stage, code, tail_text, reason=f"timed out after {timeout_s:g} s")
+    if code != 0:
+        raise StageFailed(stage, code, tail_text)
+    skipped = bool(seen.get("skip")) and not seen.get("ran")
+    log.info("stage %s: %s in %.1f s", stage, "unchanged, skipped" if skipped else "done", duration)
+    return StageResult(stage, code, skipped, round(duration, 3), tail_text)
+
+
+def airflow_env(settings: Settings, *, project: Path) -> dict[str, str]:
+    """Environment variables that run Airflow on the embedded default setup, quietly and offline.
+
+    The default is a SQLite metadata database in ``settings.airflow_home``; an
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` already in ``os.environ`` (e.g. PostgreSQL in
+    production) is left alone.
+
+    Args:
+        settings: Deployment settings; ``state_dir`` is resolved against the working directory,
+            exactly as :class:`~modops.config.Settings` resolves its other paths.
+        project: The repo root; its ``dags/`` folder becomes Airflow's DAG folder.
+
+    Returns:
+        Only the variables to add; the caller merges them into the environment of subprocesses.
+    """
+    root = Path(project).resolve()
+    home = settings.airflow_home
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "MODOPS_PROJECT_DIR": str(root),
+        "MODOPS_STATE_DIR": str(settings.state_dir.resolve()),
+        # Telemetry off. Airflow 3.3 ships no usage-data collection (nothing in its
+        # config.yml); these are the switches of the other tools the tasks run.
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow/environment_variables.py
+        "DO_NOT_TRACK": "true",  # honoured by mlflow/telemetry/utils.py and other tools
+        "DVC_NO_ANALYTICS": "true",  # dvc/env.py, dvc/analytics.py
+        "GX_ANALYTICS_ENABLED": "False",  # great_expectations AbstractDataContext
+    }
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    return env
+
+
+def run_airflow(
+    args: Sequence[str],
+    *,
+    settings: Settings,
+    project: Path,
+    check: bool = True,
+    timeout_s: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``airflow <args>`` from this virtualenv with :func:`airflow_env` merged in.
+
+    Output (stdout and stderr, merged) is streamed line by line to the
+    ``modops.orchestration.airflow`` logger and also returned.
+
+    Args:
+        args: The CLI arguments after ``airflow``, e.g. ``["dags", "list"]``.
+        settings: Deployment settings (where the Airflow home lives).
+        project: The repo root; also the working directory of the command.
+        check: Raise :class:`AirflowCommandFailed` on a non-zero exit.
+        timeout_s: Kill the command after this many seconds; None = no limit.
+
+    Returns:
+        The completed process; ``stdout`` holds the merged output, ``stderr`` is None.
+    """
+    root = Path(project).resolve()
+    cmd = [_venv_tool("airflow"), *args]
+    env = {**os.environ, **airflow_env(settings, project=root)}
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    code, _, _, timed_out = _stream(
+        cmd, cwd=root, env=env, timeout_s=timeout_s, prefix="", sink=lines.append,
+        logger=log.getChild("airflow"),
+    )
+    proc = subprocess.CompletedProcess(cmd, code, "\n".join(lines), None)
+    if timed_out:
+        proc.stdout += f"\n[modops] killed after {timeout_s:g} s"
+    if check and (code != 0 or timed_out):
+        raise AirflowCommandFailed(code, cmd, output=proc.stdout)
+    return proc
+
+
+def ensure_airflow_db(settings: Settings, project: Path) -> bool:
+    """Create or upgrade Airflow's metadata database, skipping the work when it is current.
+
+    ``airflow db migrate`` is idempotent but costs ~10 s of CLI start-up, so for the SQLite
+    default a stamp in the Airflow home records the Airflow version and schema revision that the
+    last migration left; when both still match, nothing runs. Other databases (production) are
+    always migrated, which Airflow guards with its own lock.
+
+    Args:
+        settings: Deployment settings (where the Airflow home lives).
+        project: The repo root.
+
+    Returns:
+        True when ``airflow db migrate`` ran, False when the database was already current.
+    """
+    env = airflow_env(settings, project=project)
+    conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or env[
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+    ]
+    stamp_path = Path(env["AIRFLOW_HOME"]) / _DB_STAMP
+    db_file = Path(conn.removeprefix("sqlite:///")) if conn.startswith("sqlite:///") else None
+    wanted = {"airflow": metadata.version("apache-airflow-core"), "conn": conn}
+    if db_file is not None and stamp_path.is_file():
+        stamp = json.loads(stamp_path.read_text())
+        current = {**wanted, "revision": _sqlite_revision(db_file)}
+        if stamp == current and current["revision"]:
+            log.debug("airflow db at %s is current (revision %s)", db_file, current["revision"])
+            return False
+    run_airflow(["db", "migrate"], settings=settings, project=project)
+    if db_file is not None:
+        stamp_path.write_text(json.dumps({**wanted, "revision": _sqlite_revision(db_file)}))
+    return True
+
+
+def dag_test(
+    dag_id: str,
+    *,
+    settings: Settings,
+    project: Path,
+    conf: dict[str, Any] | None = None,
+    logical_date: str | date | datetime | None = None,
+    timeout_s: float | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run one DAG run in-process with ``airflow dags test`` (no scheduler needed).
+
+    Airflow 3.3 ends ``dags test`` with ``SystemExit("DagRun failed")`` (exit code 1) when the
+    run fails, and exits 1 as well when the DAG cannot be found or parsed. The final
+    ``DagRun Finished: ... state=failed`` line is also checked, in case a future version exits 0.
+    A task with retries waits ``retry_delay`` before its retry, exactly as under the scheduler.
+
+    Args:
+        dag_id: The DAG to run, e.g. ``"modops_training"``.
+        settings: Deployment settings (where the Airflow home lives).
+        project: The repo root.
+        conf: JSON-able run configuration (``dag_run.conf``).
+        logical_date: Fixed logical date (a rerun with the same date replaces the old run's
+            task instances); None = now.
+        timeout_s: Kill the run after this many seconds; None = no limit.
+        check: Raise :class:`DagRunFailed` when the run fails.
+
+    Returns:
+        The completed ``airflow dags test`` process (merged output in ``stdout``).
+    """
+    ensure_airflow_db(settings, project)
+    args = ["dags", "test", dag_id]
+    if logical_date is not None:
+        args.append(logical_date if isinstance(logical_date, str) else logical_date.isoformat())
+    if conf is not None:
+        args += ["--conf", json.dumps(conf)]
+    proc = run_airflow(args, settings=settings, project=project, check=False, timeout_s=timeout_s)
+    failed = proc.returncode != 0 or re.search(
+        rf"DagRun Finished: dag_id={re.escape(dag_id)},.*\bstate=failed", proc.stdout
+    )
+    if check and failed:
+        raise DagRunFailed(proc.returncode or 1, proc.args, output=proc.stdout)
+    return proc
+
+
+def _venv_tool(name: str) -> str:
+    """Path of a console script installed next to the running interpreter, else on PATH."""
+    # Not resolved: in a virtualenv, sys.executable is a symlink whose folder is the venv's bin.
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"'{name}' is neither next to {sys.executable} nor on PATH; install the project "
+            "environment (uv sync) and run modops from it."
+        )
+    return found
+
+
+def _skip_scanner(stage: str) -> re.Pattern[str]:
+    """Regex over DVC's output naming whether ``stage`` ran or was skipped."""
+    name = re.escape(stage)
+    return re.compile(
+        rf"(?P<ran>Running stage '{name}')"
+        rf"|(?P<skip>Stage '{name}' didn't change|Stage '{name}' is cached"
+        r"|Data and pipelines are up to date)"
+    )
+
+
+def _stream(
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float | None,
+    prefix: str,
+    scan: re.Pattern[str] | None = None,
+    sink: Any = None,
+    logger: logging.Logger = log,
+) -> tuple[int, deque[str], dict[str, bool], bool]:
+    """Run ``cmd``, logging each output line as it comes.
+
+    Returns:
+        (exit code, last 40 lines, named groups of ``scan`` that matched any line, timed out).
+    """
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    seen: dict[str, bool] = {}
+    # Same process group as the caller: Airflow 3.3 kills a task by signalling its whole
+    # group, which then reaches dvc and the stage's command too.
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace", bufsize=1,
+    )
+    timed_out = threading.Event()
+
+    def _expire() -> None:
+        timed_out.set()
+        _kill_tree(proc)
+
+    timer = threading.Timer(timeout_s, _expire) if timeout_s is not None else None
+    try:
+        if timer is not None:
+            timer.start()
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            logger.info("%s%s", prefix, line)
+            tail.append(line)
+            if sink is not None:
+                sink(line)
+            if scan is not None and (m := scan.search(line)):
+                seen.update({k: True for k, v in m.groupdict().items() if v})
+        code = proc.wait()
+    except BaseException:
+        # Airflow's execution_timeout raises AirflowTaskTimeout inside the task, Ctrl-C raises
+        # KeyboardInterrupt: either way, take the stage down with us.
+        _kill_tree(proc)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return code, tail, seen, timed_out.is_set()
+
+
+def _kill_tree(proc: subprocess.Popen[str]) -> None:
+    """Terminate ``proc`` and every process under it, escalating to SIGKILL after 10 s."""
+    # psutil (a dependency of Airflow and DVC) finds the stage's own children, which a kill of
+    # dvc alone would orphan; a new session instead would hide them from Airflow's group kill.
+    import psutil
+
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for p in descendants:
+        with suppress(psutil.NoSuchProcess):
+            p.terminate()
+    with suppress(ProcessLookupError):
+        proc.terminate()
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    for p in alive:
+        with suppress(psutil.NoSuchProcess):
+            p.kill()
+    # Reaped through Popen, not psutil, so proc.wait() still sees the real exit status.
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _sqlite_revision(db_file: Path) -> str | None:
+    """The alembic revision stored in an Airflow SQLite database, or None if there is none."""
+    if not db_file.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None

@@ -1,0 +1,179 @@
+"""Model registration and promotion: alias ``challenger`` for every candidate, ``champion`` on a pass.
+
+A failed gate never touches ``champion``. Registration is idempotent: a candidate whose
+weights hash is already registered reuses that version instead of adding a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from modops.models.io import ModelSpec
+
+__all__ = ["Registration", "champion_version", "download_model_dir", "register_candidate", "CHAMPION", "CHALLENGER"]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+WEIGHTS_TAG = "modops.weights_sha256"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registration did; written to ``registration.json``."""
+
+    model_name: str
+    version: str
+    run_id: str
+    passed: bool
+    aliases: tuple[str, ...]
+    reasons: tuple[str, ...]
+    champion_before: str | None
+    champion_after: str | None
+    reused_existing_version: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def champion_version(name: str, *, client: MlflowClient | None = None):  # noqa: ANN201
+    """The ModelVersion behind alias ``champion``, or None when there is none yet."""
+    client = client or MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def download_model_dir(name: str, version: str, dst: Path) -> Path:
+    """Download a registered version and return its modops model folder (for re-scoring)."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
+    found = list(Path(local).rglob("model.safetensors"))
+    if not found:
+        raise FileNotFoundError(f"registered model {name} v{version} has no model.safetensors artifact")
+    return found[0].parent
+
+
+def _input_example(spec: ModelSpec) -> pd.DataFrame:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (spec.image_size, spec.image_size), (200, 180, 160)).save(buf, format="PNG")
+    return pd.DataFrame({"image": [base64.b64encode(buf.getvalue()).decode("ascii")]})
+
+
+def _find_version(client: MlflowClient, name: str, weights_sha: str):  # noqa: ANN202
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and tags.`{WEIGHTS_TAG}` = '{weights_sha}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register_candidate(
+    model_dir: Path,
+    *,
+    name: str,
+    thresholds: dict[str, float],
+    weights_sha: str,
+    passed: bool,
+    reasons: tuple[str, ...],
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    run_id: str | None = None,
+) -> Registration:
+    """Log the candidate as a pyfunc model, register it, and move aliases.
+
+    Args:
+        model_dir: The trained model folder (``model.safetensors`` + ``model.json``).
+        name: Registered model name.
+        thresholds: Per-category thresholds chosen on val; baked into the packaged model.json.
+        weights_sha: sha256 of ``model.safetensors`` (the idempotency key).
+        passed: The gate's verdict; only a pass moves ``champion``.
+        reasons: The gate's reasons, stored as a tag and in the result.
+        tags: Extra version tags (data version, git revision, ...).
+        metrics: Flat metrics to log on the run (holdout precision/recall/PR-AUC...).
+        run_id: The training run to attach the model to; a new run when None or missing.
+
+    Returns:
+        The registration record.
+    """
+    from modops.registry.pyfunc import ModerationModel
+
+    client = MlflowClient()
+    before = champion_version(name, client=client)
+    existing = _find_version(client, name, weights_sha)
+    if existing is not None:
+        version, run = existing.version, existing.run_id
+    else:
+        version, run = _log_and_register(model_dir, name=name, thresholds=thresholds, metrics=metrics, run_id=run_id, python_model=ModerationModel())
+    all_tags = {
+        **tags,
+        WEIGHTS_TAG: weights_sha,
+        "modops.gate": "passed" if passed else "failed",
+        "modops.gate_reasons": "\n".join(reasons)[:4900],  # MLflow caps tag values at 5000 chars
+    }
+    for key, value in all_tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if passed:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    after = champion_version(name, client=client)
+    aliases = tuple(sorted(client.get_model_version(name, version).aliases))
+    return Registration(
+        model_name=name, version=str(version), run_id=run, passed=passed, aliases=aliases, reasons=tuple(reasons),
+        champion_before=before.version if before else None, champion_after=after.version if after else None,
+        reused_existing_version=existing is not None,
+    )
+
+
+def _log_and_register(
+    model_dir: Path, *, name: str, thresholds: dict[str, float], metrics: dict[str, float], run_id: str | None, python_model
+) -> tuple[str, str]:  # noqa: ANN001
+    spec = ModelSpec.from_json((model_dir / "model.json").read_text())
+    packaged = ModelSpec(**{**asdict(spec), "thresholds": dict(thresholds)})
+    if run_id is not None:
+        try:
+            MlflowClient().get_run(run_id)
+        except MlflowException:
+            run_id = None  # the tracking store was reset since training; start a fresh run
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id) as run:
+        pkg = Path(tmp) / "model_dir"
+        pkg.mkdir()
+        shutil.copy2(model_dir / "model.safetensors", pkg / "model.safetensors")
+        (pkg / "model.json").write_text(packaged.to_json())
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(thresholds, "thresholds.json")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts={"model_dir": str(pkg)},
+            input_example=_input_example(packaged),
+            pip_requirements=_pip_requirements(),
+            # Ship modops' own source with the model, so any environment with the pip
+            # requirements can load it without installing this repo.
+            code_paths=[str(Path(__file__).resolve().parents[1])],
+        )
+        mv = mlflow.register_model(info.model_uri, name)
+        return str(mv.version), run.info.run_id
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "torchvision", "mlflow", "safetensors", "pillow", "pandas", "numpy", "imagehash")]
+
+
+def read_registration(path: Path) -> dict:
+    """Read a ``registration.json`` written by the register stage."""
+    return json.loads(Path(path).read_text())

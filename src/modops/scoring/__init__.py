@@ -1,0 +1,1 @@
+"""Scoring: batch inference over stored images (no Airflow, no MLflow)."""

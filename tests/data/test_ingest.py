@@ -1,0 +1,124 @@
+"""Ingestion: every file ends up in the manifest or in quarantine with a reason."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from modops.config import IngestConfig
+from modops.data.images import QUARANTINE_REASONS
+from modops.data.ingest import ingest
+from modops.data.manifest import MANIFEST_COLUMNS
+from modops.data.store import ImageStore
+from tests.conftest import image_bytes
+
+CFG = IngestConfig(max_pixels=4_000_000, workers=1)
+
+
+def _bomb() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buf, format="PNG")  # 144 Mpx in a few hundred KB
+    return buf.getvalue()
+
+
+def _scramble(png: bytes) -> bytes:
+    """Keep the PNG header valid but overwrite the compressed pixel data."""
+    data = bytearray(png)
+    start = png.index(b"IDAT") + 8
+    data[start : start + 64] = bytes(range(64))
+    return bytes(data)
+
+
+def _over_cap() -> bytes:
+    # 2500 x 2000 = 5 Mpx of noise: over the 4 Mpx cap but plausibly a real photo.
+    return image_bytes(1, size=(2500, 2000), fmt="JPEG")
+
+
+@pytest.fixture()
+def mixed_source(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    good = {f"good{i}.jpg": image_bytes(i) for i in range(4)}
+    good["sub/good.png"] = image_bytes(10, fmt="PNG")
+    for name, data in good.items():
+        (src / name).write_bytes(data)
+    whole = good["good0.jpg"]
+    bad = {
+        "zero.jpg": (b"", "empty_file"),
+        "notes.txt": (b"not an image at all", "not_an_image"),
+        "trunc.jpg": (whole[: len(whole) // 2], "truncated"),
+        "bomb.png": (_bomb(), "decompression_bomb"),
+        "huge.jpg": (_over_cap(), "over_pixel_cap"),
+        "copy_of_good1.jpg": (good["good1.jpg"], "duplicate_content"),
+        "corrupt.png": (_scramble(good["sub/good.png"]), None),
+    }
+    for name, (data, _) in bad.items():
+        (src / name).write_bytes(data)
+    (src / ".DS_Store").write_bytes(b"junk")  # hidden files are not uploads
+    (src / "labels.csv").write_text("path,label,uploader_id\ngood0.jpg,clean,u1\ngood1.jpg,promo_spam,u2\nmissing.jpg,clean,u3\n")
+    return src, good, bad
+
+
+def test_every_file_is_accounted_for(mixed_source, tmp_path):
+    src, good, bad = mixed_source
+    summary = ingest(str(src), tmp_path / "out", store=ImageStore(tmp_path / "store"), cfg=CFG)
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert summary.found == len(good) + len(bad) == summary.ingested + summary.quarantined
+    assert len(manifest) == len(good) and len(quarantine) == len(bad)
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS)
+    reasons = dict(zip(quarantine["uri"].str.rsplit("/", n=1).str[-1], quarantine["reason"], strict=True))
+    for name, (_, expected) in bad.items():
+        assert reasons[name.split("/")[-1]] in QUARANTINE_REASONS
+        if expected:
+            assert reasons[name] == expected, name
+    assert reasons["corrupt.png"] in ("corrupt", "truncated")
+    assert summary.labels_without_image == 1
+
+
+def test_labels_and_metadata_join(mixed_source, tmp_path):
+    src, _, _ = mixed_source
+    ingest(str(src), tmp_path / "out", store=ImageStore(tmp_path / "store"), cfg=CFG)
+    m = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    by_uri = m.set_index(m["uri"].str.rsplit("/", n=1).str[-1])
+    assert by_uri.loc["good1.jpg", "label"] == "promo_spam"
+    assert by_uri.loc["good1.jpg", "label_source"] == "import"
+    assert by_uri.loc["good1.jpg", "uploader_id"] == "u2"
+    assert by_uri.loc["good2.jpg", "label"] is None and by_uri.loc["good2.jpg", "label_source"] == "none"
+    assert (m["image_id"].str.len() == 64).all() and (m["phash"].str.len() == 16).all()
+
+
+def test_reingest_changes_nothing(mixed_source, tmp_path):
+    src, _, _ = mixed_source
+    store = ImageStore(tmp_path / "store")
+    first = ingest(str(src), tmp_path / "out", store=store, cfg=CFG)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    second = ingest(str(src), tmp_path / "out", store=store, cfg=IngestConfig(max_pixels=4_000_000, workers=2))
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert before == after
+    assert first.new_in_store == first.ingested and second.new_in_store == 0
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source folder not found"):
+        ingest(str(tmp_path / "nope"), tmp_path / "out", store=ImageStore(tmp_path / "s"), cfg=CFG)
+
+
+def test_bad_labels_file_is_a_clear_error(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(image_bytes(1))
+    (src / "labels.csv").write_text("file,label\na.jpg,clean\n")
+    with pytest.raises(ValueError, match="lacks column"):
+        ingest(str(src), tmp_path / "out", store=ImageStore(tmp_path / "s"), cfg=CFG)
+
+
+def test_store_rejects_bad_ids_and_explains_missing(tmp_path):
+    store = ImageStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.path("../etc/passwd")
+    with pytest.raises(FileNotFoundError, match="modops ingest"):
+        store.get("0" * 64)

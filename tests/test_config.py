@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from modops.config import ConfigError, TrainConfig, load_params, load_section, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_load_every_section():
+    params = load_params(REPO / "params.yaml")
+    for name in ("labels", "ingest", "validate", "split", "train", "evaluate", "gate"):
+        load_section(params, name)
+
+
+def test_unknown_key_is_rejected_with_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        load_section({"train": {"epoch": 3}}, "train")
+
+
+def test_unknown_top_level_section(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("trian:\n  epochs: 1\n")
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_params(p)
+
+
+def test_invalid_value_names_the_key():
+    with pytest.raises(ConfigError, match=r"train.epochs"):
+        load_section({"train": {"epochs": 0}}, "train")
+
+
+def test_configs_are_frozen():
+    cfg = TrainConfig()
+    with pytest.raises(Exception):
+        cfg.epochs = 5  # type: ignore[misc]
+
+
+def test_path_weights_need_a_path():
+    with pytest.raises(ConfigError, match="weights_path"):
+        load_section({"train": {"pretrained": "path"}}, "train")
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_settings_env_overrides_file(tmp_path):
+    f = tmp_path / "modops.toml"
+    f.write_text('[modops]\nmodel_name = "from-file"\ns3_endpoint_url = "http://127.0.0.1:9"\n')
+    s = load_settings({"MODOPS_MODEL_NAME": "from-env"}, settings_file=f)
+    assert s.model_name == "from-env"
+    assert s.s3_endpoint_url == "http://127.0.0.1:9"
+    assert s.resolved_tracking_uri.startswith("sqlite:///")
+
+
+def test_settings_reject_unknown_file_keys(tmp_path):
+    f = tmp_path / "modops.toml"
+    f.write_text('[modops]\nmodel_nmae = "x"\n')
+    with pytest.raises(ConfigError, match="did you mean 'model_name'"):
+        load_settings({}, settings_file=f)
