@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from modops.config import ConfigError, TrainConfig, load_params, load_section, load_settings
 
@@ -32,7 +33,7 @@ def test_invalid_value_names_the_key():
 
 def test_configs_are_frozen():
     cfg = TrainConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.epochs = 5  # type: ignore[misc]
 
 

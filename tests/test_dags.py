@@ -24,7 +24,7 @@ DAGS = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 # Runs in the child interpreter: argv = [out.json, dags folder, *extra files to guard-import].
-_PROBE = r'''
+_PROBE = r"""
 import builtins, importlib.util, json, os, pathlib, socket, subprocess, sys
 
 out, dags_folder, *extra = sys.argv[1:]
@@ -94,17 +94,17 @@ pathlib.Path(out).write_text(json.dumps(
     {"guard": guard, "import_errors": {str(k): v for k, v in bag.import_errors.items()},
      "dags": dags}
 ))
-'''
+"""
 
-_BAD_DAG = '''
+_BAD_DAG = """
 from pathlib import Path
 SETTINGS = Path(__file__).read_text()  # I/O at import: the guard must catch this
-'''
+"""
 
-_BAD_DAG_SUBPROCESS = '''
+_BAD_DAG_SUBPROCESS = """
 import subprocess
 VERSION = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True).stdout
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,11 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "report.json"
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, str(out), str(DAGS), *map(str, bad)],
-        env=env, cwd=tmp, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0 and out.is_file(), (
         f"DAG probe crashed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -139,9 +143,7 @@ def test_dag_files_exist() -> None:
 
 
 def test_no_import_errors(probe: dict) -> None:
-    assert probe["import_errors"] == {}, "\n\n".join(
-        f"{f}:\n{err}" for f, err in probe["import_errors"].items()
-    )
+    assert probe["import_errors"] == {}, "\n\n".join(f"{f}:\n{err}" for f, err in probe["import_errors"].items())
     assert "modops_training" in probe["dags"]
 
 
@@ -173,8 +175,7 @@ def test_schedule_and_concurrency_are_explicit(path: Path) -> None:
     calls = [
         node
         for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Call)
-        and getattr(node.func, "id", getattr(node.func, "attr", None)) in {"dag", "DAG"}
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in {"dag", "DAG"}
     ]
     assert calls, f"{path.name} declares no DAG"
     for call in calls:

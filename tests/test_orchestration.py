@@ -30,10 +30,7 @@ PY = sys.executable
 
 # Stage commands of the throwaway project; names must be in STAGES, which run_stage enforces.
 # Bare `python`, as in the real dvc.yaml: run_stage must resolve it to this environment's.
-_OK = (
-    "python -c \"import os, sys; "
-    "open('out.txt', 'w').write(os.environ['TOKEN'] + '|' + sys.prefix)\""
-)
+_OK = "python -c \"import os, sys; open('out.txt', 'w').write(os.environ['TOKEN'] + '|' + sys.prefix)\""
 _FAIL = f"""{PY} -c "import sys; print('bad-marker from the stage'); sys.exit(3)" """
 _SLOW = f"""{PY} -c "import time; time.sleep(60)" """
 
@@ -42,8 +39,9 @@ def _dvc_project(root: Path, stages: dict[str, dict]) -> Path:
     """A DVC project without git in ``root`` whose dvc.yaml holds ``stages``."""
     root.mkdir(parents=True, exist_ok=True)
     dvc = Path(PY).parent / "dvc"
-    subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=root, check=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "true"})
+    subprocess.run(
+        [str(dvc), "init", "--no-scm", "-q"], cwd=root, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "true"}
+    )
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     return root
 
@@ -83,9 +81,7 @@ def test_stage_runs_then_is_skipped_when_unchanged(dvc_project: Path) -> None:
     assert "didn't change" in second.output_tail
 
 
-def test_failing_stage_raises_with_output_tail(
-    dvc_project: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_failing_stage_raises_with_output_tail(dvc_project: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="modops.orchestration")
     with pytest.raises(StageFailed) as err:
         run_stage("validate", project=dvc_project)
@@ -112,9 +108,7 @@ def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
         "print(c.pid, flush=True); time.sleep(60)"
     )
-    code, tail, _, timed_out = _stream(
-        [PY, "-c", spawn], cwd=tmp_path, env=os.environ, timeout_s=1.5, prefix=""
-    )
+    code, tail, _, timed_out = _stream([PY, "-c", spawn], cwd=tmp_path, env=os.environ, timeout_s=1.5, prefix="")
     assert timed_out and code != 0
     assert not _alive(int(tail[0]), grace_s=5.0), "the stage's child outlived the timeout"
 
@@ -177,7 +171,7 @@ def test_airflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in airflow_env(settings, project=tmp_path)
 
 
-_TINY_DAGS = '''
+_TINY_DAGS = """
 from airflow.sdk import dag, task
 
 from modops.orchestration import run_stage
@@ -213,7 +207,7 @@ def tiny_fail():
 
 tiny_ok()
 tiny_fail()
-'''
+"""
 
 
 @pytest.mark.slow

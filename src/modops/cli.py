@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -84,8 +84,15 @@ def demo_data(
     total = n_images or (1500 if size == "small" else 20000)
     with rep.task("demo-data", total=total) as advance:
         summary = generate_pool(
-            out, size=size, n_images=n_images, seed=seed, positive_rate=positive_rate,  # type: ignore[arg-type]
-            noise_rate=noise_rate, day=day, drift=drift, progress=advance,
+            out,
+            size=size,
+            n_images=n_images,
+            seed=seed,
+            positive_rate=positive_rate,  # type: ignore[arg-type]
+            noise_rate=noise_rate,
+            day=day,
+            drift=drift,
+            progress=advance,
         )
     rep.log(f"demo-data: {summary.n_images} images -> {out} ; labels {summary.counts} ; flipped {summary.n_flipped}")
 
@@ -94,7 +101,9 @@ def demo_data(
 @handle_errors
 def ingest(
     source: Annotated[str, typer.Argument(help="local folder or s3://bucket/prefix")],
-    out: Annotated[Path, typer.Option("--out", help="folder for manifest.parquet and quarantine.parquet")] = Path("data/ingested"),
+    out: Annotated[Path, typer.Option("--out", help="folder for manifest.parquet and quarantine.parquet")] = Path(
+        "data/ingested"
+    ),
     store: Annotated[Path, typer.Option("--store", help="content-addressed image store")] = Path("data/store"),
     params: PARAMS = Path("params.yaml"),
 ) -> None:
@@ -122,7 +131,9 @@ def validate(
 def split(
     manifest: Annotated[Path, typer.Argument(help="manifest.parquet")] = Path("data/ingested/manifest.parquet"),
     out: Annotated[Path, typer.Option("--out")] = Path("data/split/splits.parquet"),
-    holdout: Annotated[Path, typer.Option("--holdout", help="frozen holdout; reused when it exists")] = Path("data/holdout.parquet"),
+    holdout: Annotated[Path, typer.Option("--holdout", help="frozen holdout; reused when it exists")] = Path(
+        "data/holdout.parquet"
+    ),
     params: PARAMS = Path("params.yaml"),
 ) -> None:
     """Split into train/val/holdout without letting near-duplicates cross splits."""
@@ -138,7 +149,9 @@ def train(
     splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
     store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
     out: Annotated[Path, typer.Option("--out", help="model folder to write")] = Path("models/candidate"),
-    metrics: Annotated[Path, typer.Option("--metrics", help="training summary JSON")] = Path("models/train_metrics.json"),
+    metrics: Annotated[Path, typer.Option("--metrics", help="training summary JSON")] = Path(
+        "models/train_metrics.json"
+    ),
     params: PARAMS = Path("params.yaml"),
     mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
 ) -> None:
@@ -146,8 +159,14 @@ def train(
     from modops.stages import train_stage
 
     train_stage(
-        manifest, splits, out, store_dir=store, params_path=params, settings=load_settings() if mlflow else None,
-        metrics_path=metrics, reporter=_reporter(),
+        manifest,
+        splits,
+        out,
+        store_dir=store,
+        params_path=params,
+        settings=load_settings() if mlflow else None,
+        metrics_path=metrics,
+        reporter=_reporter(),
     )
 
 
@@ -184,8 +203,17 @@ def register(
     from modops.stages import register_stage
 
     register_stage(
-        model, eval_dir, manifest, splits, out, store_dir=store, holdout_path=holdout, params_path=params,
-        settings=load_settings(), train_metrics_path=train_metrics, reporter=_reporter(),
+        model,
+        eval_dir,
+        manifest,
+        splits,
+        out,
+        store_dir=store,
+        holdout_path=holdout,
+        params_path=params,
+        settings=load_settings(),
+        train_metrics_path=train_metrics,
+        reporter=_reporter(),
     )
 
 
@@ -238,7 +266,13 @@ def champion(
 
     run = mlflow.get_run(champ.run_id)
     metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("holdout.")}
-    info = {"model": model_name, "version": champ.version, "aliases": list(champ.aliases), "tags": dict(champ.tags), "holdout": metrics}
+    info = {
+        "model": model_name,
+        "version": champ.version,
+        "aliases": list(champ.aliases),
+        "tags": dict(champ.tags),
+        "holdout": metrics,
+    }
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return
@@ -250,20 +284,26 @@ def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold green]champion[/]: {info['model']} version {info['version']} (aliases: {', '.join(info['aliases'])})")
+    console.print(
+        f"[bold green]champion[/]: {info['model']} version {info['version']} (aliases: {', '.join(info['aliases'])})"
+    )
     table = Table("category", "precision", "recall", "f1", "PR-AUC", "threshold")
     cats = sorted({k.split(".")[1] for k in info["holdout"]})
     for cat in cats:
-        get = lambda m: f"{info['holdout'].get(f'holdout.{cat}.{m}', float('nan')):.3f}"  # noqa: E731
-        table.add_row(cat, get("precision"), get("recall"), get("f1"), get("pr_auc"), get("threshold"))
+        values = [
+            info["holdout"].get(f"holdout.{cat}.{m}", float("nan"))
+            for m in ("precision", "recall", "f1", "pr_auc", "threshold")
+        ]
+        table.add_row(cat, *(f"{v:.3f}" for v in values))
     console.print(table)
-    console.print(f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}")
+    console.print(
+        f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}"
+    )
     console.print("\n[bold]Open the UIs on this state:[/]")
     console.print(f"  MLflow : .venv/bin/mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --port 5000")
     console.print("  Airflow: .venv/bin/modops airflow standalone   (then http://localhost:8080)")
-    console.print(
-        f"\nScore an image:\n  .venv/bin/modops predict IMAGE.jpg\n  # or in Python: mlflow.pyfunc.load_model('models:/{info['model']}@champion')"
-    )
+    console.print("\nScore an image:\n  .venv/bin/modops predict IMAGE.jpg")
+    console.print(f"  # or in Python: mlflow.pyfunc.load_model('models:/{info['model']}@champion')")
 
 
 @app.command()

@@ -118,6 +118,7 @@ class TrainConfig(_Section):
     weights_path: str | None = None
     image_size: int = Field(default=96, ge=32, le=1024)
     epochs: int = Field(default=3, ge=1)
+    samples_per_epoch: int = Field(default=0, ge=0, description="0 = the whole train split")
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
@@ -225,10 +226,7 @@ def _unknown_message(where: str, what: str, unknown: list[str], allowed: list[st
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         parts.append(f"'{key}'{hint}")
-    return (
-        f"{where}: unknown {what} {', '.join(parts)}. "
-        f"Allowed: {', '.join(sorted(allowed))}. Remove or rename it."
-    )
+    return f"{where}: unknown {what} {', '.join(parts)}. Allowed: {', '.join(sorted(allowed))}. Remove or rename it."
 
 
 class Settings(_Section):
@@ -270,9 +268,7 @@ class Settings(_Section):
 _ENV_PREFIX = "MODOPS_"
 
 
-def load_settings(
-    env: dict[str, str] | None = None, *, settings_file: str | Path | None = None
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, *, settings_file: str | Path | None = None) -> Settings:
     """Build :class:`Settings`: file values first, then ``MODOPS_*`` environment variables.
 
     Args:

@@ -126,9 +126,7 @@ def project_dir(env: Mapping[str, str] | None = None) -> Path:
     if env.get("MODOPS_PROJECT_DIR"):
         root = Path(env["MODOPS_PROJECT_DIR"]).expanduser().resolve()
         if not (root / "dvc.yaml").is_file():
-            raise FileNotFoundError(
-                f"MODOPS_PROJECT_DIR={root} has no dvc.yaml; point it at the modops repo root."
-            )
+            raise FileNotFoundError(f"MODOPS_PROJECT_DIR={root} has no dvc.yaml; point it at the modops repo root.")
         return root
     for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
         for folder in (start, *start.parents):
@@ -179,7 +177,11 @@ def run_stage(
     log.info("stage %s: running %s in %s", stage, " ".join(cmd), root)
     started = time.monotonic()
     code, tail, seen, timed_out = _stream(
-        cmd, cwd=root, env=full_env, timeout_s=timeout_s, prefix=f"[{stage}] ",
+        cmd,
+        cwd=root,
+        env=full_env,
+        timeout_s=timeout_s,
+        prefix=f"[{stage}] ",
         scan=_skip_scanner(stage),
     )
     duration = time.monotonic() - started
@@ -258,7 +260,12 @@ def run_airflow(
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     code, _, _, timed_out = _stream(
-        cmd, cwd=root, env=env, timeout_s=timeout_s, prefix="", sink=lines.append,
+        cmd,
+        cwd=root,
+        env=env,
+        timeout_s=timeout_s,
+        prefix="",
+        sink=lines.append,
         logger=log.getChild("airflow"),
     )
     proc = subprocess.CompletedProcess(cmd, code, "\n".join(lines), None)
@@ -285,9 +292,7 @@ def ensure_airflow_db(settings: Settings, project: Path) -> bool:
         True when ``airflow db migrate`` ran, False when the database was already current.
     """
     env = airflow_env(settings, project=project)
-    conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or env[
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
-    ]
+    conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     stamp_path = Path(env["AIRFLOW_HOME"]) / _DB_STAMP
     db_file = Path(conn.removeprefix("sqlite:///")) if conn.startswith("sqlite:///") else None
     wanted = {"airflow": metadata.version("apache-airflow-core"), "conn": conn}
@@ -394,8 +399,14 @@ def _stream(
     # Same process group as the caller: Airflow 3.3 kills a task by signalling its whole
     # group, which then reaches dvc and the stage's command too.
     proc = subprocess.Popen(
-        cmd, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", bufsize=1,
+        cmd,
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
     )
     timed_out = threading.Event()
 

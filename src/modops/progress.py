@@ -39,13 +39,26 @@ class RichReporter(Reporter):
 
     @contextmanager
     def task(self, description: str, *, total: int | None) -> Iterator[Advance]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         if not self.console.is_terminal:
             self.log(f"{description} ({total if total is not None else '?'} items)")
             yield lambda n=1: None
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=self.console, transient=False) as bar:
             tid = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(tid, n)

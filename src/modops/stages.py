@@ -40,7 +40,13 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def ingest_stage(
-    source: str, out_dir: Path, *, store_dir: Path, params_path: Path, settings: Settings, reporter: Reporter | None = None
+    source: str,
+    out_dir: Path,
+    *,
+    store_dir: Path,
+    params_path: Path,
+    settings: Settings,
+    reporter: Reporter | None = None,
 ) -> dict:
     """Ingest ``source`` into ``store_dir``; write manifest, quarantine and summary to ``out_dir``."""
     from modops.data.ingest import ingest
@@ -50,8 +56,13 @@ def ingest_stage(
     total: dict[str, int] = {}
     with rep.task("ingest", total=None) as advance:
         summary = ingest(
-            source, out_dir, store=ImageStore(store_dir), cfg=cfg, s3_endpoint_url=settings.s3_endpoint_url,
-            progress=advance, on_found=lambda n: total.setdefault("found", n),
+            source,
+            out_dir,
+            store=ImageStore(store_dir),
+            cfg=cfg,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            progress=advance,
+            on_found=lambda n: total.setdefault("found", n),
         )
     rep.log(
         f"ingest: found {summary.found}, ingested {summary.ingested}, quarantined {summary.quarantined} "
@@ -60,19 +71,25 @@ def ingest_stage(
     return summary.to_dict()
 
 
-def validate_stage(manifest_path: Path, report_dir: Path, *, params_path: Path, reporter: Reporter | None = None) -> dict:
+def validate_stage(
+    manifest_path: Path, report_dir: Path, *, params_path: Path, reporter: Reporter | None = None
+) -> dict:
     """Run the Great Expectations suite; raise :class:`StageError` (after writing the report) on failure."""
     from modops.data.validate import validate_manifest
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
     report = validate_manifest(
-        read_manifest(manifest_path), labels=load_section(params, "labels"), cfg=load_section(params, "validate"), report_dir=report_dir
+        read_manifest(manifest_path),
+        labels=load_section(params, "labels"),
+        cfg=load_section(params, "validate"),
+        report_dir=report_dir,
     )
     if not report.success:
         lines = [f"  - {c.name}: {c.details}" for c in report.failures()]
         raise StageError(
-            f"data validation failed ({len(lines)} check(s)); the pipeline stops here.\n" + "\n".join(lines)
+            f"data validation failed ({len(lines)} check(s)); the pipeline stops here.\n"
+            + "\n".join(lines)
             + f"\nReport: {report.html_path}"
         )
     rep.log(f"validate: {len(report.checks)} checks passed; report {report.html_path}")
@@ -89,7 +106,10 @@ def split_stage(
     params = load_params(params_path)
     frozen = pd.read_parquet(holdout_path) if holdout_path.is_file() else None
     result = split_manifest(
-        read_manifest(manifest_path), load_section(params, "split"), labels=load_section(params, "labels"), frozen_holdout=frozen
+        read_manifest(manifest_path),
+        load_section(params, "split"),
+        labels=load_section(params, "labels"),
+        frozen_holdout=frozen,
     )
     atomic_write_parquet(splits_path, result.splits)
     if result.created_holdout:
@@ -99,7 +119,9 @@ def split_stage(
     return {"counts": counts, "created_holdout": result.created_holdout}
 
 
-def _labelled_ids(manifest: pd.DataFrame, splits: pd.DataFrame, split: str, classes: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+def _labelled_ids(
+    manifest: pd.DataFrame, splits: pd.DataFrame, split: str, classes: tuple[str, ...]
+) -> tuple[list[str], np.ndarray]:
     """Ids and class indices of one split, with labels from the current manifest."""
     ids = splits.loc[splits["split"] == split, "image_id"]
     rows = manifest.set_index("image_id").reindex(ids)
@@ -136,18 +158,34 @@ def train_stage(
     for split in ("train", "val"):
         ids, y = _labelled_ids(manifest, splits, split, labels.all)
         with rep.task(f"decode {split}", total=len(ids)) as advance:
-            tensors[split] = (load_uint8_batch(store.get, ids, image_size=cfg.image_size, progress=advance), torch.from_numpy(y))
+            tensors[split] = (
+                load_uint8_batch(store.get, ids, image_size=cfg.image_size, progress=advance),
+                torch.from_numpy(y),
+            )
     data = TrainData(tensors["train"][0], tensors["train"][1], tensors["val"][0], tensors["val"][1])
+
+    def on_step(phase: str, done: int, total: int) -> None:
+        advance(1)
+        if done == total:  # one line per epoch, so DVC and Airflow logs show progress
+            rep.log(f"train: {phase} done ({total} steps)")
+
     with rep.task(f"train {cfg.trainer}/{cfg.backbone}", total=None) as advance:
-        result = trainer(data, cfg=cfg, class_names=labels.all, progress=lambda *_: advance(1))
+        result = trainer(data, cfg=cfg, class_names=labels.all, progress=on_step)
+    for h in result.history:
+        rep.log("train: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
     save_model(result.model, ModelSpec(backbone=cfg.backbone, classes=labels.all, image_size=cfg.image_size), model_dir)
     summary = {
-        "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
-        "train_images_per_s": round(result.train_images_per_s, 1), "n_train": len(data.train_y), "n_val": len(data.val_y),
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+        "train_images_per_s": round(result.train_images_per_s, 1),
+        "n_train": len(data.train_y),
+        "n_val": len(data.val_y),
         "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history),
     }
     if settings is not None:
-        summary["mlflow_run_id"] = _log_training(settings, cfg=cfg, result=result, summary=summary, manifest_path=manifest_path)
+        summary["mlflow_run_id"] = _log_training(
+            settings, cfg=cfg, result=result, summary=summary, manifest_path=manifest_path
+        )
     if metrics_path is not None:
         _write_json(metrics_path, summary)
     rep.log(f"train: {json.dumps(summary)}")
@@ -162,7 +200,13 @@ def _log_training(settings: Settings, *, cfg, result, summary: dict, manifest_pa
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{cfg.trainer}-{cfg.backbone}") as run:
         mlflow.log_params({f"train.{k}": v for k, v in cfg.model_dump().items()})
-        mlflow.set_tags({"modops.data_version": file_md5(manifest_path), "modops.git_revision": git_revision(), "modops.stage": "train"})
+        mlflow.set_tags(
+            {
+                "modops.data_version": file_md5(manifest_path),
+                "modops.git_revision": git_revision(),
+                "modops.stage": "train",
+            }
+        )
         for h in result.history:
             mlflow.log_metrics({k: float(v) for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
         mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
@@ -189,17 +233,29 @@ def evaluate_stage(
     labels, cfg = load_section(params, "labels"), load_section(params, "evaluate")
     model, spec = load_model(model_dir)
     if tuple(spec.classes) != labels.all:
-        raise StageError(f"model classes {spec.classes} differ from params labels {labels.all}; retrain (dvc repro train)")
+        raise StageError(
+            f"model classes {spec.classes} differ from params labels {labels.all}; retrain (dvc repro train)"
+        )
     manifest, splits = read_manifest(manifest_path), pd.read_parquet(splits_path)
     store = ImageStore(store_dir)
     scored = {}
     for split in ("val", "holdout"):
         ids, y = _labelled_ids(manifest, splits, split, labels.all)
         with rep.task(f"score {split}", total=len(ids)) as advance:
-            scored[split] = (ids, y, score_ids(model, spec, ids, read=store.get, batch_size=cfg.batch_size, progress=advance))
+            scored[split] = (
+                ids,
+                y,
+                score_ids(model, spec, ids, read=store.get, batch_size=cfg.batch_size, progress=advance),
+            )
     report, curves = evaluate(
-        scored["val"][1], scored["val"][2], scored["holdout"][1], scored["holdout"][2],
-        class_names=labels.all, negative=labels.negative, target_precision=cfg.target_precision, confidence=cfg.confidence,
+        scored["val"][1],
+        scored["val"][2],
+        scored["holdout"][1],
+        scored["holdout"][2],
+        class_names=labels.all,
+        negative=labels.negative,
+        target_precision=cfg.target_precision,
+        confidence=cfg.confidence,
     )
     metrics = report.to_metrics_json()
     _write_json(out_dir / "metrics.json", metrics)
@@ -212,9 +268,13 @@ def evaluate_stage(
     for i, c in enumerate(labels.all):
         scores[f"p_{c}"] = probs[:, i]
     atomic_write_parquet(out_dir / "holdout_scores.parquet", scores)
-    rep.log("evaluate: " + ", ".join(
-        f"{c}: P={m.precision:.3f} R={m.recall:.3f} AP={m.pr_auc:.3f} @t={m.threshold:.3f}" for c, m in report.categories.items()
-    ))
+    rep.log(
+        "evaluate: "
+        + ", ".join(
+            f"{c}: P={m.precision:.3f} R={m.recall:.3f} AP={m.pr_auc:.3f} @t={m.threshold:.3f}"
+            for c, m in report.categories.items()
+        )
+    )
     return metrics
 
 
@@ -226,7 +286,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _champion_metrics(name: str, version: str, *, manifest: pd.DataFrame, splits: pd.DataFrame, store: ImageStore, labels, cfg) -> dict:  # noqa: ANN001
+def _champion_metrics(
+    name: str, version: str, *, manifest: pd.DataFrame, splits: pd.DataFrame, store: ImageStore, labels, cfg
+) -> dict:  # noqa: ANN001
     """Re-score the champion on today's holdout at its own thresholds: a like-for-like comparison."""
     import tempfile
 
@@ -243,7 +305,9 @@ def _champion_metrics(name: str, version: str, *, manifest: pd.DataFrame, splits
     for i, cat in enumerate(spec.classes):
         if cat == labels.negative or cat not in spec.thresholds:
             continue
-        m = category_metrics(y == i, probs[:, i], category=cat, threshold=spec.thresholds[cat], confidence=cfg.confidence)
+        m = category_metrics(
+            y == i, probs[:, i], category=cat, threshold=spec.thresholds[cat], confidence=cfg.confidence
+        )
         out[cat] = m.to_dict()
     return out
 
@@ -287,8 +351,13 @@ def register_stage(
             champion_metrics = metrics["holdout"]
         else:
             champion_metrics = _champion_metrics(
-                name, champ.version, manifest=read_manifest(manifest_path), splits=pd.read_parquet(splits_path),
-                store=ImageStore(store_dir), labels=labels, cfg=ecfg,
+                name,
+                champ.version,
+                manifest=read_manifest(manifest_path),
+                splits=pd.read_parquet(splits_path),
+                store=ImageStore(store_dir),
+                labels=labels,
+                cfg=ecfg,
             )
     verdict = gate_from_config(metrics["holdout"], cfg, champion=champion_metrics, champion_label=label)
     run_id = None
@@ -301,8 +370,14 @@ def register_stage(
         if k in ("precision", "recall", "f1", "pr_auc", "threshold")
     }
     reg = register_candidate(
-        model_dir, name=name, thresholds=thresholds, weights_sha=weights_sha, passed=verdict.passed,
-        reasons=verdict.reasons, metrics=flat, run_id=run_id,
+        model_dir,
+        name=name,
+        thresholds=thresholds,
+        weights_sha=weights_sha,
+        passed=verdict.passed,
+        reasons=verdict.reasons,
+        metrics=flat,
+        run_id=run_id,
         tags={
             "modops.data_version": file_md5(manifest_path),
             "modops.holdout_version": file_md5(holdout_path) if holdout_path.is_file() else "none",

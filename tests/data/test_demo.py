@@ -51,8 +51,9 @@ def test_same_arguments_give_identical_bytes_whatever_the_worker_count(tmp_path:
 
 def test_pool_layout_columns_counts_and_files(tmp_path: Path) -> None:
     calls: list[int] = []
-    s = generate_pool(tmp_path, size="small", n_images=150, positive_rate=0.02, seed=1,
-                      day=2, workers=1, progress=calls.append)
+    s = generate_pool(
+        tmp_path, size="small", n_images=150, positive_rate=0.02, seed=1, day=2, workers=1, progress=calls.append
+    )
     rows = _rows(s)
     with s.labels_file.open() as fh:
         assert fh.readline().strip() == ",".join(COLUMNS)
@@ -98,8 +99,7 @@ def test_positive_rate_gives_exact_counts(n: int, rate: float, expected: tuple[i
 
 
 def test_noise_flips_exactly_the_expected_number_mostly_false_negatives(tmp_path: Path) -> None:
-    s = generate_pool(tmp_path / "noisy", n_images=200, positive_rate=0.15, noise_rate=0.05,
-                      seed=2, workers=1)
+    s = generate_pool(tmp_path / "noisy", n_images=200, positive_rate=0.15, noise_rate=0.05, seed=2, workers=1)
     rows = _rows(s)
     flipped = [r for r in rows if r["label"] != r["true_label"]]
     assert s.n_flipped == len(flipped) == 10  # round(200 * 0.05)
@@ -107,8 +107,7 @@ def test_noise_flips_exactly_the_expected_number_mostly_false_negatives(tmp_path
     assert false_neg == 8 and len(flipped) - false_neg == 2  # 75 % missed violations
     assert s.true_counts == {"clean": 170, "promo_spam": 10, "disgusting": 10, "weapon": 10}
 
-    clean_run = generate_pool(tmp_path / "clean", n_images=200, positive_rate=0.15, seed=2,
-                              workers=1)
+    clean_run = generate_pool(tmp_path / "clean", n_images=200, positive_rate=0.15, seed=2, workers=1)
     for a, b in zip(rows, _rows(clean_run), strict=True):  # noise never touches an image
         assert a["path"] == b["path"] and a["true_label"] == b["label"]
         assert (s.out_dir / a["path"]).read_bytes() == (clean_run.out_dir / b["path"]).read_bytes()
@@ -123,8 +122,7 @@ def test_heavy_noise_keeps_every_category_learnable() -> None:
         kept = sum(o == t == cat for o, t in zip(plan.observed, true, strict=True))
         assert kept >= n_true / 2
     # False positives prefer the matching hard negative (benign text -> promo_spam, ...).
-    fp = [(s.variant, o) for s, o in zip(plan.specs, plan.observed, strict=True)
-          if s.label == "clean" and o != "clean"]
+    fp = [(s.variant, o) for s, o in zip(plan.specs, plan.observed, strict=True) if s.label == "clean" and o != "clean"]
     assert fp and all(demo._CONFUSED_WITH.get(v, o) == o for v, o in fp)
 
 

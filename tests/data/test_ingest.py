@@ -58,7 +58,9 @@ def mixed_source(tmp_path):
     for name, (data, _) in bad.items():
         (src / name).write_bytes(data)
     (src / ".DS_Store").write_bytes(b"junk")  # hidden files are not uploads
-    (src / "labels.csv").write_text("path,label,uploader_id\ngood0.jpg,clean,u1\ngood1.jpg,promo_spam,u2\nmissing.jpg,clean,u3\n")
+    (src / "labels.csv").write_text(
+        "path,label,uploader_id\ngood0.jpg,clean,u1\ngood1.jpg,promo_spam,u2\nmissing.jpg,clean,u3\n"
+    )
     return src, good, bad
 
 

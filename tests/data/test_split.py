@@ -46,7 +46,11 @@ def test_holdout_is_frozen_and_new_duplicates_are_excluded():
     # New images arrive, one a re-upload of a holdout image; the seed changes too.
     held = first.holdout["image_id"].iloc[0]
     extra = pd.DataFrame(
-        {"image_id": ["f" * 64, "e" * 64], "phash": [m.set_index("image_id").loc[held, "phash"], "0123456789abcdef"], "label": ["clean", "clean"]}
+        {
+            "image_id": ["f" * 64, "e" * 64],
+            "phash": [m.set_index("image_id").loc[held, "phash"], "0123456789abcdef"],
+            "label": ["clean", "clean"],
+        }
     )
     second = split_manifest(pd.concat([m, extra]), SplitConfig(seed=99), labels=LABELS, frozen_holdout=first.holdout)
     assert not second.created_holdout

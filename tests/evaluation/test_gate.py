@@ -93,9 +93,7 @@ def test_fail_on_regression():
     v = gate(cand, **FLOORS, champion=champ, champion_label="champion v3")
     assert not v.passed
     assert _failed(v) == [("disgusting", "regression")]
-    check = next(
-        c for c in v.checks if c["category"] == "disgusting" and c["check"] == "regression"
-    )
+    check = next(c for c in v.checks if c["category"] == "disgusting" and c["check"] == "regression")
     assert check["value"] == pytest.approx(0.95)
     assert check["limit"] == pytest.approx(0.97)
     assert any("disgusting pr_auc 0.950 vs champion v3 0.990" in r for r in v.reasons)

@@ -232,9 +232,7 @@ def test_evaluate_good_scorer():
         "recall_ci_low",
         "recall_ci_high",
     } <= set(row)
-    assert out["macro"]["pr_auc"] == pytest.approx(
-        np.mean([m.pr_auc for m in report.categories.values()])
-    )
+    assert out["macro"]["pr_auc"] == pytest.approx(np.mean([m.pr_auc for m in report.categories.values()]))
 
 
 def test_evaluate_random_scorer_has_low_pr_auc():

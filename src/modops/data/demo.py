@@ -49,10 +49,20 @@ NEGATIVE = "clean"
 CATEGORIES: tuple[str, ...] = ("promo_spam", "disgusting", "weapon")
 LABELS: tuple[str, ...] = (NEGATIVE, *CATEGORIES)
 BUSINESS_CATEGORIES: tuple[str, ...] = (
-    "restaurant", "retail", "beauty", "health", "auto", "home_services",
+    "restaurant",
+    "retail",
+    "beauty",
+    "health",
+    "auto",
+    "home_services",
 )
 COLUMNS: tuple[str, ...] = (
-    "path", "label", "true_label", "uploader_id", "business_category", "uploaded_at",
+    "path",
+    "label",
+    "true_label",
+    "uploader_id",
+    "business_category",
+    "uploaded_at",
 )
 POOL_SIZES: dict[str, int] = {"small": 1_500, "default": 20_000}
 BASE_DATE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -157,12 +167,10 @@ def generate_pool(
     """
     n = _validate(size, n_images, seed, positive_rate, noise_rate, day, workers)
     out = Path(out_dir)
-    plan = _plan(n, seed=seed, day=day, positive_rate=positive_rate,
-                 noise_rate=noise_rate, drift=drift)
+    plan = _plan(n, seed=seed, day=day, positive_rate=positive_rate, noise_rate=noise_rate, drift=drift)
     (out / "images").mkdir(parents=True, exist_ok=True)
     n_workers = workers or _available_cpus()
-    _render_all(plan.specs, out, seed=seed, day=day, drift=drift,
-                workers=n_workers, progress=progress)
+    _render_all(plan.specs, out, seed=seed, day=day, drift=drift, workers=n_workers, progress=progress)
     labels_file = out / "labels.csv"
     _write_labels(labels_file, plan)
     true = [s.label for s in plan.specs]
@@ -176,8 +184,9 @@ def generate_pool(
     )
 
 
-def _validate(size: str, n_images: int | None, seed: int, positive_rate: float,
-              noise_rate: float, day: int, workers: int) -> int:
+def _validate(
+    size: str, n_images: int | None, seed: int, positive_rate: float, noise_rate: float, day: int, workers: int
+) -> int:
     """Check the arguments of :func:`generate_pool`; returns the number of images."""
     if size not in POOL_SIZES:
         raise ValueError(f"size must be one of {sorted(POOL_SIZES)}, got {size!r}")
@@ -224,8 +233,7 @@ _BUSINESS_WEIGHTS: dict[str, tuple[float, ...]] = {
 }
 _DRIFT_CLEAN_WEIGHTS = (0.14, 0.22, 0.26, 0.16, 0.08, 0.14)
 # Uploads per hour of day (UTC): quiet at night, peaks at lunch and in the evening.
-_HOURLY = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 7, 8, 9, 10, 9, 8, 7, 7, 8, 9, 10, 10, 8, 5, 3],
-                   dtype=float)
+_HOURLY = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 7, 8, 9, 10, 9, 8, 7, 7, 8, 9, 10, 10, 8, 5, 3], dtype=float)
 
 
 def _round(x: float) -> int:
@@ -233,8 +241,7 @@ def _round(x: float) -> int:
     return int(math.floor(x + 0.5 + 1e-9))
 
 
-def _plan(n: int, *, seed: int, day: int, positive_rate: float, noise_rate: float,
-          drift: bool) -> _Plan:
+def _plan(n: int, *, seed: int, day: int, positive_rate: float, noise_rate: float, drift: bool) -> _Plan:
     """Decide every label, variant, size, format and metadata value, without rendering."""
     # Separate streams, so that noise_rate changes labels.csv only, never an image.
     rng, noise_rng, meta_rng = (np.random.default_rng([seed, day, k]) for k in (0, 2, 3))
@@ -246,9 +253,16 @@ def _plan(n: int, *, seed: int, day: int, positive_rate: float, noise_rate: floa
     is_png = rng.random(n) < _PNG_SHARE
     quality = rng.integers(85, 96, size=n)
     specs = [
-        _Spec(i, true[i], variants[i], int(widths[i]), int(heights[i]),
-              "PNG" if is_png[i] else "JPEG", int(quality[i]),
-              f"images/d{day:03d}_{i:06d}.{'png' if is_png[i] else 'jpg'}")
+        _Spec(
+            i,
+            true[i],
+            variants[i],
+            int(widths[i]),
+            int(heights[i]),
+            "PNG" if is_png[i] else "JPEG",
+            int(quality[i]),
+            f"images/d{day:03d}_{i:06d}.{'png' if is_png[i] else 'jpg'}",
+        )
         for i in range(n)
     ]
     return _Plan(
@@ -289,8 +303,7 @@ def _shuffled(rng: np.random.Generator, items: Sequence[int]) -> list[int]:
     return [int(items[i]) for i in rng.permutation(len(items))]
 
 
-def _flip_labels(true: list[str], variants: list[str], noise_rate: float,
-                 rng: np.random.Generator) -> list[str]:
+def _flip_labels(true: list[str], variants: list[str], noise_rate: float, rng: np.random.Generator) -> list[str]:
     """Flip exactly ``round(n * noise_rate)`` labels, mostly violations marked clean.
 
     At most half of each category is flipped to clean before false positives take over, so
@@ -305,7 +318,7 @@ def _flip_labels(true: list[str], variants: list[str], noise_rate: float,
     for cat in CATEGORIES:
         idx = _shuffled(rng, [i for i, lab in enumerate(true) if lab == cat])
         first += idx[: len(idx) // 2]
-        rest += idx[len(idx) // 2:]
+        rest += idx[len(idx) // 2 :]
     positives = _shuffled(rng, first) + _shuffled(rng, rest)
     clean = [i for i, lab in enumerate(true) if lab == NEGATIVE]
     lookalikes = _shuffled(rng, [i for i in clean if variants[i] in _CONFUSED_WITH])
@@ -321,8 +334,7 @@ def _flip_labels(true: list[str], variants: list[str], noise_rate: float,
     return observed
 
 
-def _uploaders(true: list[str], *, seed: int, drift: bool,
-               rng: np.random.Generator) -> list[str]:
+def _uploaders(true: list[str], *, seed: int, drift: bool, rng: np.random.Generator) -> list[str]:
     """Uploader ids: a long-tailed population, and a few spammer accounts posting most spam."""
     n = len(true)
     n_pool = max(12, n // 20)
@@ -346,8 +358,7 @@ def _business(true: list[str], *, drift: bool, rng: np.random.Generator) -> list
     out = [""] * len(true)
     for label in LABELS:
         idx = [i for i, lab in enumerate(true) if lab == label]
-        w = np.array(_DRIFT_CLEAN_WEIGHTS if drift and label == NEGATIVE
-                     else _BUSINESS_WEIGHTS[label])
+        w = np.array(_DRIFT_CLEAN_WEIGHTS if drift and label == NEGATIVE else _BUSINESS_WEIGHTS[label])
         for i, k in zip(idx, rng.choice(len(w), size=len(idx), p=w / w.sum()), strict=True):
             out[i] = BUSINESS_CATEGORIES[int(k)]
     return out
@@ -363,12 +374,19 @@ def _timestamps(n: int, *, day: int, rng: np.random.Generator) -> list[str]:
 # --------------------------------------------------------------------------- writing
 
 
-def _render_all(specs: list[_Spec], out: Path, *, seed: int, day: int, drift: bool,
-                workers: int, progress: Callable[[int], None] | None) -> None:
+def _render_all(
+    specs: list[_Spec],
+    out: Path,
+    *,
+    seed: int,
+    day: int,
+    drift: bool,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
     """Render ``specs`` in chunks, in this process (workers=1) or a spawn-started pool."""
     chunk = max(16, min(500, math.ceil(len(specs) / (workers * 4))))
-    tasks = [(specs[i:i + chunk], str(out), seed, day, drift)
-             for i in range(0, len(specs), chunk)]
+    tasks = [(specs[i : i + chunk], str(out), seed, day, drift) for i in range(0, len(specs), chunk)]
     done = 0
     if workers == 1 or len(tasks) == 1:
         for task in tasks:
@@ -407,8 +425,9 @@ def _write_labels(path: Path, plan: _Plan) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(COLUMNS)
         for k, spec in enumerate(plan.specs):
-            writer.writerow([spec.relpath, plan.observed[k], spec.label, plan.uploaders[k],
-                             plan.business[k], plan.uploaded_at[k]])
+            writer.writerow(
+                [spec.relpath, plan.observed[k], spec.label, plan.uploaders[k], plan.business[k], plan.uploaded_at[k]]
+            )
     os.replace(tmp, path)
 
 
@@ -470,8 +489,9 @@ def _object_color(rng: np.random.Generator) -> Color:
     return c
 
 
-def _rotate(points: Sequence[Point], cx: float, cy: float, scale: float, angle: float,
-            flip: bool = False) -> list[Point]:
+def _rotate(
+    points: Sequence[Point], cx: float, cy: float, scale: float, angle: float, flip: bool = False
+) -> list[Point]:
     """Map shape-local points (unit scale, centred on 0) to image coordinates."""
     ca, sa = math.cos(angle), math.sin(angle)
     out = []
@@ -481,27 +501,33 @@ def _rotate(points: Sequence[Point], cx: float, cy: float, scale: float, angle: 
     return out
 
 
-def _blob(rng: np.random.Generator, cx: float, cy: float, r: float, *, k: int = 9,
-          jitter: float = 0.3, aspect: float = 1.0) -> list[Point]:
+def _blob(
+    rng: np.random.Generator, cx: float, cy: float, r: float, *, k: int = 9, jitter: float = 0.3, aspect: float = 1.0
+) -> list[Point]:
     """An irregular closed polygon of mean radius ``r`` px."""
     phase = _u(rng, 0, 2 * math.pi)
     radii = r * (1 + jitter * (rng.random(k) * 2 - 1))
-    return [(cx + radii[j] * math.cos(phase + 2 * math.pi * j / k),
-             cy + aspect * radii[j] * math.sin(phase + 2 * math.pi * j / k)) for j in range(k)]
+    return [
+        (
+            cx + radii[j] * math.cos(phase + 2 * math.pi * j / k),
+            cy + aspect * radii[j] * math.sin(phase + 2 * math.pi * j / k),
+        )
+        for j in range(k)
+    ]
 
 
 def _ellipse_box(cx: float, cy: float, rx: float, ry: float) -> Box:
     return cx - rx, cy - ry, cx + rx, cy + ry
 
 
-def _shaded_ellipse(d: ImageDraw.ImageDraw, cx: float, cy: float, rx: float, ry: float,
-                    color: Color, steps: int = 6) -> None:
+def _shaded_ellipse(
+    d: ImageDraw.ImageDraw, cx: float, cy: float, rx: float, ry: float, color: Color, steps: int = 6
+) -> None:
     """Concentric ellipses drifting toward an upper-left highlight: cheap 3-D shading."""
     for k in range(steps):
         t = k / steps
         hx, hy = cx - 0.35 * rx * t, cy - 0.35 * ry * t
-        d.ellipse(_ellipse_box(hx, hy, rx * (1 - 0.8 * t), ry * (1 - 0.8 * t)),
-                  fill=_shade(color, 0.72 + 0.6 * t))
+        d.ellipse(_ellipse_box(hx, hy, rx * (1 - 0.8 * t), ry * (1 - 0.8 * t)), fill=_shade(color, 0.72 + 0.6 * t))
 
 
 def _shadow(d: ImageDraw.ImageDraw, cx: float, cy: float, rx: float, ry: float) -> None:
@@ -517,9 +543,15 @@ def _fit_font(text: str, max_w: float, max_size: float) -> ImageFont.FreeTypeFon
     return _font(size)
 
 
-def _text_lines(d: ImageDraw.ImageDraw, lines: Sequence[str], box: Box,
-                fills: Sequence[Color], *, stroke: Color | None = None,
-                align: str = "center") -> None:
+def _text_lines(
+    d: ImageDraw.ImageDraw,
+    lines: Sequence[str],
+    box: Box,
+    fills: Sequence[Color],
+    *,
+    stroke: Color | None = None,
+    align: str = "center",
+) -> None:
     """Stack ``lines`` inside ``box``, each as large as fits its share of the height."""
     x0, y0, x1, y1 = box
     line_h = (y1 - y0) / max(1, len(lines))
@@ -528,12 +560,10 @@ def _text_lines(d: ImageDraw.ImageDraw, lines: Sequence[str], box: Box,
         cy = y0 + line_h * (k + 0.5)
         x, anchor = {"center": ((x0 + x1) / 2, "mm"), "left": (x0, "lm")}[align]
         sw = 1 if stroke is not None and font.size >= 12 else 0
-        d.text((x, cy), line, font=font, fill=fills[k % len(fills)], anchor=anchor,
-               stroke_width=sw, stroke_fill=stroke)
+        d.text((x, cy), line, font=font, fill=fills[k % len(fills)], anchor=anchor, stroke_width=sw, stroke_fill=stroke)
 
 
-def _paste_rotated_text(img: Image.Image, text: str, size: float, fill: Color,
-                        angle: float, center: Point) -> None:
+def _paste_rotated_text(img: Image.Image, text: str, size: float, fill: Color, angle: float, center: Point) -> None:
     """Draw ``text`` rotated by ``angle`` degrees, centred on ``center``."""
     font = _font(int(size))
     left, top, right, bottom = font.getbbox(text)
@@ -582,8 +612,7 @@ def _surface(rng: np.random.Generator, w: int, h: int, kind: str) -> np.ndarray:
     if kind == "tiles":
         p = int(rng.integers(7, 20))
         lines = ((xx % p) < 1) | ((yy % p) < 1)
-        return base * np.where(lines, 0.7, 1.0)[..., None] * (0.95 + 0.1 * _lowres_noise(
-            rng, w, h, p))
+        return base * np.where(lines, 0.7, 1.0)[..., None] * (0.95 + 0.1 * _lowres_noise(rng, w, h, p))
     return np.broadcast_to(base, (h, w, 3)).astype(np.float32)  # solid
 
 
@@ -614,30 +643,32 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
 # ---- products (clean objects)
 
 
-def _bottle(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-            s: float) -> Box:
+def _bottle(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     c = _object_color(rng)
     bw, top, bot = s * _u(rng, 0.3, 0.45), cy - s / 2, cy + s / 2
     neck = bw * _u(rng, 0.28, 0.42)
     shoulder = top + s * _u(rng, 0.25, 0.38)
     _shadow(d, cx + bw * 0.2, bot, bw * 0.7, s * 0.05)
     d.rounded_rectangle((cx - bw / 2, shoulder, cx + bw / 2, bot), radius=bw * 0.15, fill=c)
-    d.polygon([(cx - bw / 2, shoulder + bw * 0.2), (cx - neck / 2, shoulder - s * 0.06),
-               (cx + neck / 2, shoulder - s * 0.06), (cx + bw / 2, shoulder + bw * 0.2)], fill=c)
+    d.polygon(
+        [
+            (cx - bw / 2, shoulder + bw * 0.2),
+            (cx - neck / 2, shoulder - s * 0.06),
+            (cx + neck / 2, shoulder - s * 0.06),
+            (cx + bw / 2, shoulder + bw * 0.2),
+        ],
+        fill=c,
+    )
     d.rectangle((cx - neck / 2, top + s * 0.07, cx + neck / 2, shoulder - s * 0.05), fill=c)
     d.rectangle((cx - neck * 0.6, top, cx + neck * 0.6, top + s * 0.09), fill=_color(rng, 10, 240))
-    d.rectangle((cx - bw * 0.33, shoulder + s * 0.05, cx - bw * 0.22, bot - s * 0.05),
-                fill=(255, 255, 255, 80))
-    d.rectangle((cx + bw * 0.22, shoulder + s * 0.03, cx + bw / 2, bot - s * 0.02),
-                fill=(0, 0, 0, 50))
-    label = (cx - bw / 2, shoulder + (bot - shoulder) * 0.3, cx + bw / 2,
-             shoulder + (bot - shoulder) * 0.72)
+    d.rectangle((cx - bw * 0.33, shoulder + s * 0.05, cx - bw * 0.22, bot - s * 0.05), fill=(255, 255, 255, 80))
+    d.rectangle((cx + bw * 0.22, shoulder + s * 0.03, cx + bw / 2, bot - s * 0.02), fill=(0, 0, 0, 50))
+    label = (cx - bw / 2, shoulder + (bot - shoulder) * 0.3, cx + bw / 2, shoulder + (bot - shoulder) * 0.72)
     d.rectangle(label, fill=_color(rng, 140, 255))
     return label
 
 
-def _carton(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-            s: float) -> Box:
+def _carton(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     c = _object_color(rng)
     fw, fh = s * _u(rng, 0.5, 0.8), s * _u(rng, 0.4, 0.7)
     dx, dy = fw * _u(rng, 0.15, 0.35), fh * _u(rng, 0.15, 0.3)
@@ -652,12 +683,10 @@ def _carton(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: flo
     return x0 + fw * 0.08, y0 + fh * 0.25, x1 - fw * 0.08, y0 + fh * 0.65
 
 
-_FOOD = ((70, 140, 50), (140, 90, 45), (220, 180, 60), (190, 50, 40), (235, 225, 200),
-         (100, 60, 30))
+_FOOD = ((70, 140, 50), (140, 90, 45), (220, 180, 60), (190, 50, 40), (235, 225, 200), (100, 60, 30))
 
 
-def _plate(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-           s: float) -> Box:
+def _plate(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     rx = s * 0.55
     ry = rx * _u(rng, 0.45, 0.85)  # a plate seen at an angle
     _shadow(d, cx + rx * 0.05, cy + ry * 0.15, rx, ry)
@@ -671,12 +700,20 @@ def _plate(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: floa
     return _ellipse_box(cx, cy, rx * 0.6, ry * 0.45)
 
 
-_SHOE = ((0.0, 0.62), (0.08, 0.40), (0.32, 0.30), (0.42, 0.02), (0.70, 0.0), (0.74, 0.28),
-         (0.98, 0.50), (1.0, 0.80), (0.0, 0.80))
+_SHOE = (
+    (0.0, 0.62),
+    (0.08, 0.40),
+    (0.32, 0.30),
+    (0.42, 0.02),
+    (0.70, 0.0),
+    (0.74, 0.28),
+    (0.98, 0.50),
+    (1.0, 0.80),
+    (0.0, 0.80),
+)
 
 
-def _shoe(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-          s: float) -> Box:
+def _shoe(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     length, height = s * 1.1, s * 0.5
     sign = 1 if rng.random() < 0.5 else -1
 
@@ -686,8 +723,10 @@ def _shoe(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float
     c = _object_color(rng)
     _shadow(d, cx, cy + height * 0.45, length * 0.55, s * 0.05)
     d.polygon([pt(px, py) for px, py in _SHOE], fill=c)
-    d.polygon([pt(0, 0.78), pt(1, 0.78), pt(1, 0.95), pt(0, 0.95)],
-              fill=_color(rng, 200, 250) if rng.random() < 0.6 else _shade(c, 0.5))
+    d.polygon(
+        [pt(0, 0.78), pt(1, 0.78), pt(1, 0.95), pt(0, 0.95)],
+        fill=_color(rng, 200, 250) if rng.random() < 0.6 else _shade(c, 0.5),
+    )
     for k in range(3):
         a, b = pt(0.45 + 0.08 * k, 0.12 + 0.07 * k), pt(0.55 + 0.08 * k, 0.2 + 0.07 * k)
         d.line([a, b], fill=_color(rng, 200, 255), width=max(1, int(s * 0.03)))
@@ -696,31 +735,32 @@ def _shoe(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float
     return min(x0, x1), y0, max(x0, x1), y1
 
 
-def _cup(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-         s: float) -> Box:
+def _cup(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     c = _object_color(rng)
     w, h = s * _u(rng, 0.45, 0.6), s * _u(rng, 0.5, 0.65)
     _shadow(d, cx, cy + h / 2, w * 0.65, s * 0.05)
-    d.arc((cx + w * 0.3, cy - h * 0.3, cx + w * 0.8, cy + h * 0.2), 270, 90, fill=c,
-          width=max(2, int(s * 0.07)))
-    d.polygon([(cx - w / 2, cy - h / 2), (cx + w / 2, cy - h / 2), (cx + w * 0.4, cy + h / 2),
-               (cx - w * 0.4, cy + h / 2)], fill=c)
-    d.ellipse((cx - w / 2, cy - h / 2 - h * 0.08, cx + w / 2, cy - h / 2 + h * 0.08),
-              fill=_shade(c, 0.8))
-    d.ellipse((cx - w * 0.42, cy - h / 2 - h * 0.05, cx + w * 0.42, cy - h / 2 + h * 0.06),
-              fill=(90, 55, 30) if rng.random() < 0.6 else _shade(c, 0.5))
+    d.arc((cx + w * 0.3, cy - h * 0.3, cx + w * 0.8, cy + h * 0.2), 270, 90, fill=c, width=max(2, int(s * 0.07)))
+    d.polygon(
+        [(cx - w / 2, cy - h / 2), (cx + w / 2, cy - h / 2), (cx + w * 0.4, cy + h / 2), (cx - w * 0.4, cy + h / 2)],
+        fill=c,
+    )
+    d.ellipse((cx - w / 2, cy - h / 2 - h * 0.08, cx + w / 2, cy - h / 2 + h * 0.08), fill=_shade(c, 0.8))
+    d.ellipse(
+        (cx - w * 0.42, cy - h / 2 - h * 0.05, cx + w * 0.42, cy - h / 2 + h * 0.06),
+        fill=(90, 55, 30) if rng.random() < 0.6 else _shade(c, 0.5),
+    )
     return cx - w * 0.38, cy - h * 0.2, cx + w * 0.38, cy + h * 0.25
 
 
-def _fruit(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-           s: float) -> Box:
+def _fruit(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> Box:
     r = s * _u(rng, 0.25, 0.35)
-    c = _shade(_choice_color(rng, ((200, 40, 35), (240, 170, 40), (120, 180, 50),
-                                   (230, 210, 80), (150, 60, 120))), _u(rng, 0.8, 1.1))
+    c = _shade(
+        _choice_color(rng, ((200, 40, 35), (240, 170, 40), (120, 180, 50), (230, 210, 80), (150, 60, 120))),
+        _u(rng, 0.8, 1.1),
+    )
     _shadow(d, cx + r * 0.15, cy + r * 0.95, r * 0.9, r * 0.2)
     _shaded_ellipse(d, cx, cy, r, r * _u(rng, 0.85, 1.05), c)
-    d.line([(cx, cy - r), (cx + r * 0.1, cy - r * 1.3)], fill=(90, 60, 30),
-           width=max(1, int(r * 0.1)))
+    d.line([(cx, cy - r), (cx + r * 0.1, cy - r * 1.3)], fill=(90, 60, 30), width=max(1, int(r * 0.1)))
     return _ellipse_box(cx, cy, r * 0.6, r * 0.4)
 
 
@@ -731,8 +771,9 @@ def _choice_color(rng: np.random.Generator, colors: Sequence[Color]) -> Color:
 _PRODUCTS = (_bottle, _carton, _plate, _shoe, _cup, _fruit)
 
 
-def _place_products(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int,
-                    k: int, scale: tuple[float, float] = (0.45, 0.8)) -> list[Box]:
+def _place_products(
+    d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int, k: int, scale: tuple[float, float] = (0.45, 0.8)
+) -> list[Box]:
     """Draw ``k`` products side by side; returns each product's label area."""
     boxes = []
     for j in range(k):
@@ -743,8 +784,9 @@ def _place_products(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h:
     return boxes
 
 
-def _product_scene(rng: np.random.Generator, w: int, h: int,
-                   scale: tuple[float, float] = (0.45, 0.8)) -> tuple[Image.Image, list[Box]]:
+def _product_scene(
+    rng: np.random.Generator, w: int, h: int, scale: tuple[float, float] = (0.45, 0.8)
+) -> tuple[Image.Image, list[Box]]:
     img = _background(rng, w, h)
     d = ImageDraw.Draw(img, "RGBA")
     k = 1 if rng.random() < 0.65 else 2
@@ -754,14 +796,46 @@ def _product_scene(rng: np.random.Generator, w: int, h: int,
 # ---- clean scenes (including hard negatives)
 
 
-_BRANDS = ("ACME", "Nordic Brew", "FreshCo", "Lumen", "Oak&Co", "PURE", "Velvet", "Bistro 21",
-           "GreenLeaf", "Polar", "Zest", "Kettle", "Maison", "Sunny", "Koda")
-_BENIGN = ("SALE 20%", "NEW", "Organic", "Fresh daily", "Open 9-18", "Est. 1998",
-           "Today's special", "2 for 1", "Handmade", "Free parking", "Grand opening",
-           "Gift cards", "Family owned", "Lunch menu", "Pick up in store", "50% OFF",
-           "Summer collection", "Thank you!", "Best seller", "Since 2004")
-_PALETTE = ((220, 30, 40), (250, 210, 30), (30, 90, 200), (250, 250, 250), (20, 150, 70),
-            (250, 120, 20), (20, 20, 20))
+_BRANDS = (
+    "ACME",
+    "Nordic Brew",
+    "FreshCo",
+    "Lumen",
+    "Oak&Co",
+    "PURE",
+    "Velvet",
+    "Bistro 21",
+    "GreenLeaf",
+    "Polar",
+    "Zest",
+    "Kettle",
+    "Maison",
+    "Sunny",
+    "Koda",
+)
+_BENIGN = (
+    "SALE 20%",
+    "NEW",
+    "Organic",
+    "Fresh daily",
+    "Open 9-18",
+    "Est. 1998",
+    "Today's special",
+    "2 for 1",
+    "Handmade",
+    "Free parking",
+    "Grand opening",
+    "Gift cards",
+    "Family owned",
+    "Lunch menu",
+    "Pick up in store",
+    "50% OFF",
+    "Summer collection",
+    "Thank you!",
+    "Best seller",
+    "Since 2004",
+)
+_PALETTE = ((220, 30, 40), (250, 210, 30), (30, 90, 200), (250, 250, 250), (20, 150, 70), (250, 120, 20), (20, 20, 20))
 
 
 def _price(rng: np.random.Generator) -> str:
@@ -790,8 +864,9 @@ def _clean_text(rng: np.random.Generator, w: int, h: int) -> Image.Image:
             _text_lines(d, [_choice(rng, _BRANDS)], box, [_color(rng, 0, 90)])
         tx, ty = _u(rng, 0.05, 0.55) * w, _u(rng, 0.05, 0.75) * h
         tag = (tx, ty, tx + w * _u(rng, 0.3, 0.42), ty + h * _u(rng, 0.12, 0.2))
-        d.rectangle(tag, fill=_choice_color(rng, ((255, 255, 255), (250, 220, 40),
-                                                  (220, 40, 40))), outline=(40, 40, 40))
+        d.rectangle(
+            tag, fill=_choice_color(rng, ((255, 255, 255), (250, 220, 40), (220, 40, 40))), outline=(40, 40, 40)
+        )
         text = _price(rng) if rng.random() < 0.6 else _choice(rng, _BENIGN)
         _text_lines(d, [text], tag, [(20, 20, 20)])
         return img
@@ -800,21 +875,27 @@ def _clean_text(rng: np.random.Generator, w: int, h: int) -> Image.Image:
         d = ImageDraw.Draw(img, "RGBA")
         board = (w * 0.08, h * 0.08, w * 0.92, h * 0.92)
         dark = rng.random() < 0.6
-        d.rectangle(board, fill=(35, 45, 40) if dark else (240, 235, 220),
-                    outline=(120, 80, 40), width=max(2, w // 30))
+        d.rectangle(board, fill=(35, 45, 40) if dark else (240, 235, 220), outline=(120, 80, 40), width=max(2, w // 30))
         n = int(rng.integers(2, 5))
         lines = [_choice(rng, _BRANDS)] + [
             f"{_choice(rng, ('Soup', 'Latte', 'Bagel', 'Salad', 'Cake', 'Tea'))} {_price(rng)}"
-            if rng.random() < 0.6 else _choice(rng, _BENIGN) for _ in range(n - 1)]
+            if rng.random() < 0.6
+            else _choice(rng, _BENIGN)
+            for _ in range(n - 1)
+        ]
         ink = [(235, 235, 225)] if dark else [(30, 30, 30), (180, 30, 30)]
         pad = w * 0.05
-        _text_lines(d, lines, (board[0] + pad, board[1] + pad, board[2] - pad, board[3] - pad),
-                    ink, align="center" if rng.random() < 0.5 else "left")
+        _text_lines(
+            d,
+            lines,
+            (board[0] + pad, board[1] + pad, board[2] - pad, board[3] - pad),
+            ink,
+            align="center" if rng.random() < 0.5 else "left",
+        )
         return img
     img = _banner_background(rng, w, h, drift=False)  # a sale banner without contact details
     d = ImageDraw.Draw(img, "RGBA")
-    lines = [_choice(rng, ("SUMMER SALE", "NEW ARRIVALS", "SALE", "GRAND OPENING", "WELCOME")),
-             _choice(rng, _BENIGN)]
+    lines = [_choice(rng, ("SUMMER SALE", "NEW ARRIVALS", "SALE", "GRAND OPENING", "WELCOME")), _choice(rng, _BENIGN)]
     if rng.random() < 0.5:
         lines.append(_choice(rng, ("In store now", "This weekend", "Ends Sunday", "Sat 10-16")))
     _text_lines(d, lines, (w * 0.08, h * 0.1, w * 0.92, h * 0.9), _text_colors(rng, drift=False))
@@ -866,8 +947,7 @@ def _perforated(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int
             d.ellipse(_ellipse_box(float(x), float(y), r, r), fill=(15, 15, 18))
 
 
-def _porous(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float,
-            *, sponge: bool) -> None:
+def _porous(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float, *, sponge: bool) -> None:
     """A sponge block or bread slice: many irregular but lighter, rimless holes."""
     if sponge:
         c = _choice_color(rng, ((240, 210, 60), (90, 170, 80), (230, 120, 60), (80, 140, 210)))
@@ -882,22 +962,27 @@ def _porous(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: flo
         d.rounded_rectangle(box, radius=s * 0.16, fill=c)
     for _ in range(int(rng.integers(25, 70))):
         x, y = _u(rng, box[0] + 3, box[2] - 3), _u(rng, box[1] + 3, box[3] - 3)
-        d.polygon(_blob(rng, x, y, s * _u(rng, 0.015, 0.05), k=7, jitter=0.35),
-                  fill=_shade(c, _u(rng, 0.55, 0.8)))
+        d.polygon(_blob(rng, x, y, s * _u(rng, 0.015, 0.05), k=7, jitter=0.35), fill=_shade(c, _u(rng, 0.55, 0.8)))
 
 
-def _strawberry(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-                s: float) -> None:
+def _strawberry(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, s: float) -> None:
     r = s * 0.45
     red = (int(rng.integers(180, 230)), int(rng.integers(20, 50)), int(rng.integers(30, 50)))
-    d.polygon([(cx - r, cy - r * 0.5), (cx + r, cy - r * 0.5), (cx + r * 0.5, cy + r * 0.6),
-               (cx, cy + r * 1.1), (cx - r * 0.5, cy + r * 0.6)], fill=red)
+    d.polygon(
+        [
+            (cx - r, cy - r * 0.5),
+            (cx + r, cy - r * 0.5),
+            (cx + r * 0.5, cy + r * 0.6),
+            (cx, cy + r * 1.1),
+            (cx - r * 0.5, cy + r * 0.6),
+        ],
+        fill=red,
+    )
     d.ellipse(_ellipse_box(cx, cy - r * 0.45, r, r * 0.45), fill=red)
     for _ in range(int(rng.integers(20, 40))):
         x, y = cx + _u(rng, -0.7, 0.7) * r, cy + _u(rng, -0.6, 0.6) * r
         d.ellipse(_ellipse_box(x, y, r * 0.04, r * 0.06), fill=(240, 220, 90))
-    d.polygon(_blob(rng, cx, cy - r * 0.85, r * 0.45, k=7, jitter=0.5, aspect=0.4),
-              fill=(50, 140, 50))
+    d.polygon(_blob(rng, cx, cy - r * 0.85, r * 0.45, k=7, jitter=0.5, aspect=0.4), fill=(50, 140, 50))
 
 
 def _people(rng: np.random.Generator, w: int, h: int) -> Image.Image:
@@ -915,10 +1000,12 @@ def _people(rng: np.random.Generator, w: int, h: int) -> Image.Image:
         for dx in (-0.08, 0.08):
             d.line([(cx + s * dx * 0.5, hip), (cx + s * dx, base)], fill=pants, width=limb)
         for dx in (-0.22, 0.22):
-            d.line([(cx + s * dx * 0.5, neck + s * 0.05),
-                    (cx + s * dx, neck + s * _u(rng, 0.15, 0.4))], fill=shirt, width=limb)
-        d.rounded_rectangle((cx - s * 0.12, neck, cx + s * 0.12, hip), radius=s * 0.05,
-                            fill=shirt)
+            d.line(
+                [(cx + s * dx * 0.5, neck + s * 0.05), (cx + s * dx, neck + s * _u(rng, 0.15, 0.4))],
+                fill=shirt,
+                width=limb,
+            )
+        d.rounded_rectangle((cx - s * 0.12, neck, cx + s * 0.12, hip), radius=s * 0.05, fill=shirt)
         _shaded_ellipse(d, cx, neck - s * 0.11, s * 0.1, s * 0.12, skin, steps=3)
     return img
 
@@ -928,36 +1015,61 @@ def _people(rng: np.random.Generator, w: int, h: int) -> Image.Image:
 
 def _tool_parts(rng: np.random.Generator, kind: str) -> list[tuple[list[Point], str]]:
     """Polygons (unit length, centred) and their roles ('body', 'metal', 'accent')."""
+
     def rect(x0: float, x1: float, y0: float, y1: float) -> list[Point]:
         return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
     def ell(cx: float, cy: float, rx: float, ry: float, k: int = 14) -> list[Point]:
-        return [(cx + rx * math.cos(2 * math.pi * j / k), cy + ry * math.sin(2 * math.pi * j / k))
-                for j in range(k)]
+        return [(cx + rx * math.cos(2 * math.pi * j / k), cy + ry * math.sin(2 * math.pi * j / k)) for j in range(k)]
 
     if kind == "spoon":
         return [(rect(-0.5, 0.15, -0.03, 0.03), "metal"), (ell(0.3, 0, 0.19, 0.1), "metal")]
     if kind == "pen":
-        return [(rect(-0.5, 0.4, -0.035, 0.035), "body"), ([(0.4, -0.03), (0.5, 0), (0.4, 0.03)],
-                "metal"), (rect(-0.45, -0.1, -0.055, -0.035), "accent")]
+        return [
+            (rect(-0.5, 0.4, -0.035, 0.035), "body"),
+            ([(0.4, -0.03), (0.5, 0), (0.4, 0.03)], "metal"),
+            (rect(-0.45, -0.1, -0.055, -0.035), "accent"),
+        ]
     if kind == "hammer":
         return [(rect(-0.5, 0.35, -0.04, 0.04), "body"), (rect(0.3, 0.46, -0.22, 0.2), "metal")]
     if kind == "wrench":
-        return [(rect(-0.4, 0.33, -0.05, 0.05), "metal"),
-                ([(0.3, -0.12), (0.5, -0.12), (0.5, -0.04), (0.4, -0.04), (0.4, 0.04),
-                  (0.5, 0.04), (0.5, 0.12), (0.3, 0.12)], "metal"), (ell(-0.42, 0, 0.1, 0.1),
-                                                                     "metal")]
+        return [
+            (rect(-0.4, 0.33, -0.05, 0.05), "metal"),
+            (
+                [
+                    (0.3, -0.12),
+                    (0.5, -0.12),
+                    (0.5, -0.04),
+                    (0.4, -0.04),
+                    (0.4, 0.04),
+                    (0.5, 0.04),
+                    (0.5, 0.12),
+                    (0.3, 0.12),
+                ],
+                "metal",
+            ),
+            (ell(-0.42, 0, 0.1, 0.1), "metal"),
+        ]
     if kind == "screwdriver":
-        return [(rect(-0.5, -0.08, -0.07, 0.07), "accent"), (rect(-0.08, 0.45, -0.015, 0.015),
-                "metal"), ([(0.45, -0.03), (0.5, -0.01), (0.5, 0.01), (0.45, 0.03)], "metal")]
+        return [
+            (rect(-0.5, -0.08, -0.07, 0.07), "accent"),
+            (rect(-0.08, 0.45, -0.015, 0.015), "metal"),
+            ([(0.45, -0.03), (0.5, -0.01), (0.5, 0.01), (0.45, 0.03)], "metal"),
+        ]
     if kind == "drill":  # pistol-like silhouette, a deliberate look-alike
-        return [(rect(-0.35, 0.3, -0.25, 0.0), "accent"), (rect(0.3, 0.38, -0.18, -0.07), "metal"),
-                (rect(0.38, 0.55, -0.135, -0.115), "metal"),
-                ([(-0.15, 0.0), (0.05, 0.0), (0.0, 0.4), (-0.2, 0.4)], "body"),
-                (rect(-0.3, 0.1, 0.4, 0.52), "accent")]
+        return [
+            (rect(-0.35, 0.3, -0.25, 0.0), "accent"),
+            (rect(0.3, 0.38, -0.18, -0.07), "metal"),
+            (rect(0.38, 0.55, -0.135, -0.115), "metal"),
+            ([(-0.15, 0.0), (0.05, 0.0), (0.0, 0.4), (-0.2, 0.4)], "body"),
+            (rect(-0.3, 0.1, 0.4, 0.52), "accent"),
+        ]
     if kind == "hairdryer":
-        return [(rect(-0.3, 0.25, -0.3, -0.05), "accent"), (rect(0.25, 0.42, -0.26, -0.09),
-                "body"), ([(-0.12, -0.05), (0.05, -0.05), (0.02, 0.45), (-0.12, 0.45)], "accent")]
+        return [
+            (rect(-0.3, 0.25, -0.3, -0.05), "accent"),
+            (rect(0.25, 0.42, -0.26, -0.09), "body"),
+            ([(-0.12, -0.05), (0.05, -0.05), (0.02, 0.45), (-0.12, 0.45)], "accent"),
+        ]
     # spatula
     return [(rect(-0.5, 0.1, -0.035, 0.035), "body"), (rect(0.1, 0.5, -0.13, 0.13), "metal")]
 
@@ -974,9 +1086,16 @@ def _part_colors(rng: np.random.Generator, dark_bias: float) -> dict[str, Color]
     return {"body": body, "metal": metal, "accent": accent}
 
 
-def _draw_parts(d: ImageDraw.ImageDraw, parts: list[tuple[list[Point], str]],
-                colors: dict[str, Color], cx: float, cy: float, length: float, angle: float,
-                flip: bool) -> None:
+def _draw_parts(
+    d: ImageDraw.ImageDraw,
+    parts: list[tuple[list[Point], str]],
+    colors: dict[str, Color],
+    cx: float,
+    cy: float,
+    length: float,
+    angle: float,
+    flip: bool,
+) -> None:
     for pts, role in parts:
         d.polygon(_rotate(pts, cx, cy, length, angle, flip), fill=colors[role])
 
@@ -994,17 +1113,31 @@ def _tool_scene(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     for _ in range(1 if rng.random() < 0.75 else 2):
         kind = _choice(rng, _TOOLS)
         length = min(w, h) * _u(rng, 0.45, 0.9)
-        _draw_parts(d, _tool_parts(rng, kind), _part_colors(rng, 0.6),
-                    w * _u(rng, 0.3, 0.7), h * _u(rng, 0.3, 0.7), length,
-                    _u(rng, 0, 2 * math.pi), rng.random() < 0.5)
+        _draw_parts(
+            d,
+            _tool_parts(rng, kind),
+            _part_colors(rng, 0.6),
+            w * _u(rng, 0.3, 0.7),
+            h * _u(rng, 0.3, 0.7),
+            length,
+            _u(rng, 0, 2 * math.pi),
+            rng.random() < 0.5,
+        )
     return img
 
 
 def _knife_parts(rng: np.random.Generator) -> list[tuple[list[Point], str]]:
     bh = _u(rng, 0.07, 0.13)  # blade half-height, relative to length
     if rng.random() < 0.65:  # kitchen/hunting knife: straight spine, edge curving to the tip
-        blade = [(-0.08, -bh), (0.38, -bh), (0.5, -bh * 0.9), (0.42, -bh * 0.1), (0.25, bh * 0.7),
-                 (0.0, bh), (-0.08, bh)]
+        blade = [
+            (-0.08, -bh),
+            (0.38, -bh),
+            (0.5, -bh * 0.9),
+            (0.42, -bh * 0.1),
+            (0.25, bh * 0.7),
+            (0.0, bh),
+            (-0.08, bh),
+        ]
     else:  # dagger: symmetric, double-edged
         blade = [(-0.08, -bh), (0.3, -bh * 0.8), (0.5, 0.0), (0.3, bh * 0.8), (-0.08, bh)]
     hh = bh * _u(rng, 0.6, 0.9)
@@ -1013,8 +1146,9 @@ def _knife_parts(rng: np.random.Generator) -> list[tuple[list[Point], str]]:
     parts = [(blade, "metal"), (handle, "body")]
     if rng.random() < 0.5:
         parts.append((guard, "metal"))
-    parts.append(([(-0.08, -bh * 0.8), (0.36, -bh * 0.8), (0.36, -bh * 0.55),
-                   (-0.08, -bh * 0.55)], "accent"))  # spine bevel highlight
+    parts.append(
+        ([(-0.08, -bh * 0.8), (0.36, -bh * 0.8), (0.36, -bh * 0.55), (-0.08, -bh * 0.55)], "accent")
+    )  # spine bevel highlight
     return parts
 
 
@@ -1023,8 +1157,7 @@ def _pistol_parts(rng: np.random.Generator) -> list[tuple[list[Point], str]]:
     return [
         ([(-0.5, -0.3), (0.5, -0.3), (0.5, -0.08), (-0.5, -0.08)], "metal"),  # slide
         ([(-0.4, -0.08), (0.3, -0.08), (0.3, 0.0), (-0.4, 0.0)], "body"),  # frame
-        ([(-0.48, -0.08), (-0.2, -0.08), (-0.28 - grip_back, 0.52), (-0.56 - grip_back, 0.48)],
-         "accent"),  # grip
+        ([(-0.48, -0.08), (-0.2, -0.08), (-0.28 - grip_back, 0.52), (-0.56 - grip_back, 0.48)], "accent"),  # grip
         ([(0.44, -0.26), (0.5, -0.26), (0.5, -0.13), (0.44, -0.13)], "body"),  # muzzle
     ]
 
@@ -1038,13 +1171,21 @@ def _render_weapon(rng: np.random.Generator, w: int, h: int, variant: str) -> Im
     colors = _part_colors(rng, 0.7)
     if variant == "pistol":
         colors["metal"] = colors["body"] if rng.random() < 0.6 else colors["metal"]
-        colors["accent"] = colors["body"] if rng.random() < 0.5 else _shade(
-            _choice_color(rng, ((120, 80, 45), (160, 140, 100), (40, 40, 40))), _u(rng, 0.8, 1.2))
+        colors["accent"] = (
+            colors["body"]
+            if rng.random() < 0.5
+            else _shade(_choice_color(rng, ((120, 80, 45), (160, 140, 100), (40, 40, 40))), _u(rng, 0.8, 1.2))
+        )
         _draw_parts(d, _pistol_parts(rng), colors, cx, cy, length, angle, flip)
-        guard = [(-0.18 + 0.26 * (1 - math.cos(math.pi * t)) / 2, 0.2 * math.sin(math.pi * t))
-                 for t in np.linspace(0, 1, 9)]
-        d.line(_rotate(guard, cx, cy, length, angle, flip), fill=colors["body"],
-               width=max(2, int(length * 0.035)), joint="curve")
+        guard = [
+            (-0.18 + 0.26 * (1 - math.cos(math.pi * t)) / 2, 0.2 * math.sin(math.pi * t)) for t in np.linspace(0, 1, 9)
+        ]
+        d.line(
+            _rotate(guard, cx, cy, length, angle, flip),
+            fill=colors["body"],
+            width=max(2, int(length * 0.035)),
+            joint="curve",
+        )
     else:
         colors["accent"] = _shade(colors["metal"], 1.25)
         _draw_parts(d, _knife_parts(rng), colors, cx, cy, length, angle, flip)
@@ -1057,9 +1198,15 @@ def _render_weapon(rng: np.random.Generator, w: int, h: int, variant: str) -> Im
 def _phone(rng: np.random.Generator) -> str:
     n4 = f"{int(rng.integers(0, 10000)):04d}"
     area = _choice(rng, ("800", "888", "877", "866", "855"))
-    return _choice(rng, (f"+1 ({area}) 555-{n4}", f"CALL 1-{area}-555-{n4}",
-                         f"Tel: 0{int(rng.integers(100, 999))} 555 {n4}",
-                         f"+44 7700 900{n4[:3]}"))
+    return _choice(
+        rng,
+        (
+            f"+1 ({area}) 555-{n4}",
+            f"CALL 1-{area}-555-{n4}",
+            f"Tel: 0{int(rng.integers(100, 999))} 555 {n4}",
+            f"+44 7700 900{n4[:3]}",
+        ),
+    )
 
 
 def _contact(rng: np.random.Generator, drift: bool) -> str:
@@ -1067,20 +1214,46 @@ def _contact(rng: np.random.Generator, drift: bool) -> str:
     word = _choice(rng, ("deals", "cheap", "promo", "bestbuy", "shop", "gift", "cash", "vip"))
     nn = int(rng.integers(1, 99))
     if drift:
-        options = (f"t.me/{word}_{nn}", f"tg: @{word}{nn}", f"t.me/+{word[:3]}X{nn}k",
-                   f"signal +44 7700 9{int(rng.integers(10000, 99999))}", f"join t.me/{word}hub",
-                   _phone(rng))
+        options = (
+            f"t.me/{word}_{nn}",
+            f"tg: @{word}{nn}",
+            f"t.me/+{word[:3]}X{nn}k",
+            f"signal +44 7700 9{int(rng.integers(10000, 99999))}",
+            f"join t.me/{word}hub",
+            _phone(rng),
+        )
         return _choice(rng, options)
     site = f"{_choice(rng, ('deals', 'outlet', 'store'))}.{_choice(rng, ('biz', 'info', 'xyz'))}"
-    options = (_phone(rng), _phone(rng), f"www.{word}-{site}", f"bit.ly/{word}{nn}x",
-               f"WhatsApp: +1 {int(rng.integers(200, 999))} 555 {nn:02d}{nn:02d}",
-               f"@{word}_4u", f"@{word}_{nn}", "CUSTOMER SUPPORT 24/7", "HELPLINE 24/7")
+    options = (
+        _phone(rng),
+        _phone(rng),
+        f"www.{word}-{site}",
+        f"bit.ly/{word}{nn}x",
+        f"WhatsApp: +1 {int(rng.integers(200, 999))} 555 {nn:02d}{nn:02d}",
+        f"@{word}_4u",
+        f"@{word}_{nn}",
+        "CUSTOMER SUPPORT 24/7",
+        "HELPLINE 24/7",
+    )
     return _choice(rng, options)
 
 
-_SPAM_HEADLINES = ("CALL NOW", "BEST PRICE", "100% ORIGINAL", "CHEAP!!!", "FREE SHIPPING",
-                   "LIMITED OFFER", "EARN $500/DAY", "LOANS FAST", "DM TO ORDER", "WHOLESALE",
-                   "ORDER NOW", "CUSTOMER SUPPORT", "REFUND DESK", "50% OFF")
+_SPAM_HEADLINES = (
+    "CALL NOW",
+    "BEST PRICE",
+    "100% ORIGINAL",
+    "CHEAP!!!",
+    "FREE SHIPPING",
+    "LIMITED OFFER",
+    "EARN $500/DAY",
+    "LOANS FAST",
+    "DM TO ORDER",
+    "WHOLESALE",
+    "ORDER NOW",
+    "CUSTOMER SUPPORT",
+    "REFUND DESK",
+    "50% OFF",
+)
 _NEON_BG = ((30, 10, 50), (10, 35, 45), (45, 10, 40), (15, 15, 30))
 _NEON_TEXT = ((255, 60, 200), (40, 240, 255), (180, 255, 60), (255, 240, 80))
 
@@ -1098,20 +1271,25 @@ def _banner_background(rng: np.random.Generator, w: int, h: int, *, drift: bool)
 def _text_colors(rng: np.random.Generator, *, drift: bool) -> list[Color]:
     if drift:
         return [_choice_color(rng, _NEON_TEXT), _choice_color(rng, _NEON_TEXT)]
-    return [_choice_color(rng, ((255, 255, 255), (20, 20, 20), (255, 230, 0))),
-            _choice_color(rng, ((255, 255, 255), (20, 20, 20), (200, 0, 0)))]
+    return [
+        _choice_color(rng, ((255, 255, 255), (20, 20, 20), (255, 230, 0))),
+        _choice_color(rng, ((255, 255, 255), (20, 20, 20), (200, 0, 0))),
+    ]
 
 
-def _starburst(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-               r: float, color: Color) -> None:
+def _starburst(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, r: float, color: Color) -> None:
     k = int(rng.integers(10, 18))
-    pts = [(cx + (r if j % 2 == 0 else r * 0.72) * math.cos(math.pi * j / k),
-            cy + (r if j % 2 == 0 else r * 0.72) * math.sin(math.pi * j / k)) for j in range(2 * k)]
+    pts = [
+        (
+            cx + (r if j % 2 == 0 else r * 0.72) * math.cos(math.pi * j / k),
+            cy + (r if j % 2 == 0 else r * 0.72) * math.sin(math.pi * j / k),
+        )
+        for j in range(2 * k)
+    ]
     d.polygon(pts, fill=color)
 
 
-def _render_spam(rng: np.random.Generator, w: int, h: int, variant: str,
-                 drift: bool) -> Image.Image:
+def _render_spam(rng: np.random.Generator, w: int, h: int, variant: str, drift: bool) -> Image.Image:
     if variant == "overlay":
         return _spam_overlay(rng, w, h, drift)
     if variant == "logos":
@@ -1132,13 +1310,11 @@ def _spam_banner(rng: np.random.Generator, w: int, h: int, drift: bool) -> Image
     top = h * 0.08
     if rng.random() < 0.4:
         r = min(w, h) * 0.2
-        _starburst(d, rng, w - r * 1.1, r * 1.1, r, _choice_color(rng, ((255, 230, 0),
-                                                                       (230, 20, 30))))
+        _starburst(d, rng, w - r * 1.1, r * 1.1, r, _choice_color(rng, ((255, 230, 0), (230, 20, 30))))
         top = r * 2.2
     lines = [_choice(rng, _SPAM_HEADLINES), _contact(rng, drift)]
     lines += [_contact(rng, drift) for _ in range(int(rng.integers(0, 3)))]
-    _text_lines(d, lines, (w * 0.06, top, w * 0.94, h * 0.94), colors,
-                stroke=(0, 0, 0) if rng.random() < 0.4 else None)
+    _text_lines(d, lines, (w * 0.06, top, w * 0.94, h * 0.94), colors, stroke=(0, 0, 0) if rng.random() < 0.4 else None)
     return img
 
 
@@ -1158,8 +1334,7 @@ def _spam_overlay(rng: np.random.Generator, w: int, h: int, drift: bool) -> Imag
         angle = _u(rng, -35, 35) if rng.random() < 0.5 else 0.0
         for k, line in enumerate(lines):
             size = _fit_font(line, w * 0.9, h * 0.16).size
-            _paste_rotated_text(img, line, size, colors[k % 2], angle,
-                                (w / 2, h * (0.4 + 0.25 * k)))
+            _paste_rotated_text(img, line, size, colors[k % 2], angle, (w / 2, h * (0.4 + 0.25 * k)))
     return img
 
 
@@ -1174,13 +1349,22 @@ def _spam_logos(rng: np.random.Generator, w: int, h: int, drift: bool) -> Image.
     r = min(h / (2.6 * k), w * 0.12)
     for j in range(k):
         cy = h * (j + 0.5) / k
-        logo = _choice_color(rng, ((37, 211, 102), (0, 136, 204), (225, 48, 108), (255, 0, 0),
-                                   (59, 89, 152)))
+        logo = _choice_color(rng, ((37, 211, 102), (0, 136, 204), (225, 48, 108), (255, 0, 0), (59, 89, 152)))
         d.ellipse(_ellipse_box(w * 0.06 + r, cy, r, r), fill=logo)
-        _text_lines(d, [_choice(rng, ("W", "T", "@", "$", "f", "IG"))],
-                    _ellipse_box(w * 0.06 + r, cy, r * 0.7, r * 0.7), [(255, 255, 255)])
-        _text_lines(d, [_contact(rng, drift)], (w * 0.1 + 2.2 * r, cy - r, w * 0.97, cy + r),
-                    [(255, 255, 255)], stroke=(0, 0, 0), align="left")
+        _text_lines(
+            d,
+            [_choice(rng, ("W", "T", "@", "$", "f", "IG"))],
+            _ellipse_box(w * 0.06 + r, cy, r * 0.7, r * 0.7),
+            [(255, 255, 255)],
+        )
+        _text_lines(
+            d,
+            [_contact(rng, drift)],
+            (w * 0.1 + 2.2 * r, cy - r, w * 0.97, cy + r),
+            [(255, 255, 255)],
+            stroke=(0, 0, 0),
+            align="left",
+        )
     return img
 
 
@@ -1188,8 +1372,7 @@ def _spam_vertical(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     """Drift style: dark neon graphic with rotated/vertical contact text."""
     img = _banner_background(rng, w, h, drift=True)
     colors = _text_colors(rng, drift=True)
-    angle = _choice_color(rng, ((90, 0, 0), (270, 0, 0)))[0] if rng.random() < 0.6 else \
-        _u(rng, -30, 30)
+    angle = _choice_color(rng, ((90, 0, 0), (270, 0, 0)))[0] if rng.random() < 0.6 else _u(rng, -30, 30)
     vertical = abs(angle) >= 90
     n = int(rng.integers(1, 4))
     for k in range(n):
@@ -1209,7 +1392,7 @@ def _qr(rng: np.random.Generator, modules: int = 21) -> np.ndarray:
     finder[1:6, 1:6] = 0
     finder[2:5, 2:5] = 1
     for y, x in ((0, 0), (0, modules - 7), (modules - 7, 0)):
-        grid[y:y + 7, x:x + 7] = finder
+        grid[y : y + 7, x : x + 7] = finder
     return np.pad(grid, 2)  # quiet zone
 
 
@@ -1223,14 +1406,14 @@ def _spam_qr(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     side = int(min(w, h) * _u(rng, 0.45, 0.65))
     dark, light = _choice_color(rng, _NEON_BG), _choice_color(rng, _NEON_TEXT)
     pix = np.where(grid[..., None] == 1, np.array(dark, np.uint8), np.array(light, np.uint8))
-    block = Image.fromarray(pix.astype(np.uint8)).resize((side, side),
-                                                                Image.Resampling.NEAREST)
+    block = Image.fromarray(pix.astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)
     x0 = int(_u(rng, 0.05, 0.95) * (w - side))
     img.paste(block, (x0, int(h * 0.06)))
     d = ImageDraw.Draw(img, "RGBA")
     lines = [_choice(rng, ("SCAN TO CHAT", "SCAN ME", "SCAN & EARN")), _contact(rng, drift=True)]
-    _text_lines(d, lines, (w * 0.04, h * 0.06 + side, w * 0.96, h * 0.97),
-                _text_colors(rng, drift=True), stroke=(0, 0, 0))
+    _text_lines(
+        d, lines, (w * 0.04, h * 0.06 + side, w * 0.96, h * 0.97), _text_colors(rng, drift=True), stroke=(0, 0, 0)
+    )
     return img
 
 
@@ -1248,10 +1431,8 @@ def _render_disgusting(rng: np.random.Generator, w: int, h: int, variant: str) -
         cx, cy = w * _u(rng, 0.2, 0.8), h * _u(rng, 0.2, 0.8)
     radius = math.sqrt(_u(rng, 0.06, 0.3) * w * h / math.pi)
     if rng.random() < 0.6:  # a skin- or flesh-toned patch under the cluster
-        tone = _choice_color(rng, ((225, 180, 150), (200, 140, 120), (230, 200, 160),
-                                   (170, 110, 90)))
-        d.polygon(_blob(rng, cx, cy, radius * 1.05, k=12, jitter=0.25),
-                  fill=(*tone, int(rng.integers(120, 230))))
+        tone = _choice_color(rng, ((225, 180, 150), (200, 140, 120), (230, 200, 160), (170, 110, 90)))
+        d.polygon(_blob(rng, cx, cy, radius * 1.05, k=12, jitter=0.25), fill=(*tone, int(rng.integers(120, 230))))
     if variant == "lesions":
         _lesions(d, rng, cx, cy, radius)
     else:
@@ -1259,16 +1440,13 @@ def _render_disgusting(rng: np.random.Generator, w: int, h: int, variant: str) -
     return img
 
 
-def _cluster_points(rng: np.random.Generator, cx: float, cy: float, radius: float,
-                    n: int) -> list[Point]:
+def _cluster_points(rng: np.random.Generator, cx: float, cy: float, radius: float, n: int) -> list[Point]:
     r = radius * np.sqrt(rng.random(n))
     a = rng.random(n) * 2 * math.pi
-    return [(cx + float(r[j] * math.cos(a[j])), cy + float(r[j] * math.sin(a[j])))
-            for j in range(n)]
+    return [(cx + float(r[j] * math.cos(a[j])), cy + float(r[j] * math.sin(a[j]))) for j in range(n)]
 
 
-def _holes(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-           radius: float) -> None:
+def _holes(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, radius: float) -> None:
     """Trypophobia-style irregular dark holes with raised rims, of mixed sizes."""
     rim = _choice_color(rng, ((200, 150, 130), (190, 170, 120), (160, 110, 90), (210, 190, 160)))
     for x, y in _cluster_points(rng, cx, cy, radius, int(rng.integers(12, 45))):
@@ -1278,8 +1456,7 @@ def _holes(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: floa
         d.polygon(_blob(rng, x, y, r * 0.5, k=6, jitter=0.3), fill=(10, 5, 5, 200))
 
 
-def _lesions(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float,
-             radius: float) -> None:
+def _lesions(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, radius: float) -> None:
     """Reddish, irregular lesion-like blobs with a halo and a pale or crusted centre."""
     for x, y in _cluster_points(rng, cx, cy, radius, int(rng.integers(5, 18))):
         r = radius * _u(rng, 0.07, 0.22)
@@ -1294,8 +1471,7 @@ def _lesions(d: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: fl
 
 
 # Byte -> N(0, 1) quantile: turns uniform random bytes into Gaussian noise entirely in Pillow.
-_GAUSS_QUANTILES = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)],
-                            dtype=np.float32)
+_GAUSS_QUANTILES = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], dtype=np.float32)
 
 
 def _camera(img: Image.Image, rng: np.random.Generator, drift: bool) -> Image.Image:

@@ -141,7 +141,7 @@ def _load_fully(img: Image.Image) -> None:
         msg = str(exc)
         reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
         raise QuarantineError(reason, msg) from None
-    except (SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (SyntaxError, ValueError, EOFError) as exc:
         raise QuarantineError("corrupt", str(exc)) from None
 
 

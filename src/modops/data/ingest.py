@@ -76,8 +76,14 @@ def _process(item: SourceItem, store_root: str, cfg: IngestConfig, s3_endpoint_u
         return _Outcome(item, len(data), reason=exc.reason, detail=exc.detail)
     image_id, created = ImageStore(store_root).put(data)
     return _Outcome(
-        item, len(data), image_id=image_id, created=created,
-        width=img.width, height=img.height, format=img.format, phash=img.phash,
+        item,
+        len(data),
+        image_id=image_id,
+        created=created,
+        width=img.width,
+        height=img.height,
+        format=img.format,
+        phash=img.phash,
     )
 
 
@@ -86,7 +92,11 @@ def _process_chunk(items: list[SourceItem], store_root: str, cfg: IngestConfig, 
 
 
 def _run_all(
-    items: list[SourceItem], *, store: ImageStore, cfg: IngestConfig, s3_endpoint_url: str | None,
+    items: list[SourceItem],
+    *,
+    store: ImageStore,
+    cfg: IngestConfig,
+    s3_endpoint_url: str | None,
     progress: Callable[[int], None] | None,
 ) -> list[_Outcome]:
     workers = cfg.workers or os.cpu_count() or 1

@@ -23,8 +23,19 @@ import pandas as pd
 __all__ = ["MANIFEST_COLUMNS", "QUARANTINE_COLUMNS", "LABEL_SOURCES", "empty_manifest", "read_manifest"]
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "image_id", "uri", "width", "height", "format", "bytes", "phash", "label", "label_source",
-    "uploader_id", "business_category", "uploaded_at", "ingested_at",
+    "image_id",
+    "uri",
+    "width",
+    "height",
+    "format",
+    "bytes",
+    "phash",
+    "label",
+    "label_source",
+    "uploader_id",
+    "business_category",
+    "uploaded_at",
+    "ingested_at",
 )
 QUARANTINE_COLUMNS: tuple[str, ...] = ("uri", "reason", "detail", "bytes")
 LABEL_SOURCES: tuple[str, ...] = ("demo", "seed", "reviewer", "import", "none")

@@ -100,7 +100,9 @@ def split_manifest(
     """
     unknown = sorted(set(manifest["label"].dropna()) - set(labels.all))
     if unknown:
-        raise ValueError(f"manifest has labels {unknown} outside params labels {list(labels.all)}; fix labels.csv or params.yaml")
+        raise ValueError(
+            f"manifest has labels {unknown} outside params labels {list(labels.all)}; fix labels.csv or params.yaml"
+        )
     frame = manifest[["image_id", "phash", "label"]].sort_values("image_id").reset_index(drop=True)
     frame["group"] = near_duplicate_groups(frame["phash"], max_distance=cfg.near_dup_max_distance)
     frame["group"] = frame["image_id"].to_numpy()[frame["group"].to_numpy()]  # stable id: first member's image id

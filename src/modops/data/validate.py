@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from modops.config import LabelsConfig, ValidateConfig
+from modops.data.manifest import LABEL_SOURCES, MANIFEST_COLUMNS
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -42,26 +43,6 @@ __all__ = [
     "ValidationReport",
     "validate_manifest",
 ]
-
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "uri",
-    "width",
-    "height",
-    "format",
-    "bytes",
-    "phash",
-    "label",
-    "label_source",
-    "uploader_id",
-    "business_category",
-    "uploaded_at",
-    "ingested_at",
-)
-"""The manifest's columns, in order (see the module docstring of the ingest stage for types)."""
-
-LABEL_SOURCES: tuple[str, ...] = ("demo", "seed", "reviewer", "import", "none")
-"""Allowed values of ``label_source``; ``"none"`` marks an unlabeled image."""
 
 _SHA256_REGEX = r"^[0-9a-f]{64}$"
 _PHASH_REGEX = r"^[0-9a-f]{16}$"
@@ -183,9 +164,7 @@ def _class_counts(manifest: pd.DataFrame, *, labels: LabelsConfig) -> pd.DataFra
     counts = labelled.value_counts().reindex(list(labels.all), fill_value=0).astype("int64")
     total = len(labelled)
     fractions = counts / total if total else counts.astype("float64") * 0.0
-    return pd.DataFrame(
-        {"label": list(labels.all), "count": counts.to_numpy(), "fraction": fractions.to_numpy()}
-    )
+    return pd.DataFrame({"label": list(labels.all), "count": counts.to_numpy(), "fraction": fractions.to_numpy()})
 
 
 def _manifest_specs(labels: LabelsConfig, cfg: ValidateConfig) -> list[_Spec]:
@@ -200,9 +179,7 @@ def _manifest_specs(labels: LabelsConfig, cfg: ValidateConfig) -> list[_Spec]:
             {"column_set": list(MANIFEST_COLUMNS), "exact_match": True},
             "",
         ),
-        _Spec(
-            "row_count_min", (), "ExpectTableRowCountToBeBetween", {"min_value": cfg.min_rows}, ""
-        ),
+        _Spec("row_count_min", (), "ExpectTableRowCountToBeBetween", {"min_value": cfg.min_rows}, ""),
         _Spec(
             "image_id_not_null",
             ("image_id",),
@@ -396,9 +373,7 @@ def _run_suite(
     if not runnable:
         return out
     # GE reorders results (table-level first); the meta tag maps each back to its check.
-    expectations = [
-        getattr(gxe, s.expectation)(**s.kwargs, meta={"check": s.name}) for s in runnable
-    ]
+    expectations = [getattr(gxe, s.expectation)(**s.kwargs, meta={"check": s.name}) for s in runnable]
     # Built whole, then added once: add_expectation on a stored suite re-serialises it each time.
     suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
     batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
@@ -444,8 +419,7 @@ def _details(spec: _Spec, result: Any) -> str:
         rows = res.get("partial_unexpected_index_list") or []
         return f"{bad} of {total} values null, e.g. at rows {rows[:_SAMPLE]}"
     sample = ", ".join(
-        f"{_fmt(c['value'])} (x{c['count']})"
-        for c in (res.get("partial_unexpected_counts") or [])[:_SAMPLE]
+        f"{_fmt(c['value'])} (x{c['count']})" for c in (res.get("partial_unexpected_counts") or [])[:_SAMPLE]
     )
     return f"{bad} of {total} values {spec.phrase}: {sample}"
 
@@ -494,15 +468,12 @@ text-align:left;vertical-align:top}th{background:#f2f2f2}.pass{background:#e6f4e
 """
 
 
-def _render_html(
-    report: ValidationReport, counts: pd.DataFrame | None, *, n_rows: int, cfg: ValidateConfig
-) -> str:
+def _render_html(report: ValidationReport, counts: pd.DataFrame | None, *, n_rows: int, cfg: ValidateConfig) -> str:
     esc = html.escape
     failed = len(report.failures())
     verdict = "PASSED" if report.success else "FAILED"
     summary = (
-        f"{verdict}: {len(report.checks) - failed} of {len(report.checks)} checks passed "
-        f"on {n_rows} manifest rows"
+        f"{verdict}: {len(report.checks) - failed} of {len(report.checks)} checks passed on {n_rows} manifest rows"
     )
     check_rows = "\n".join(
         f'<tr class="{"pass" if c.success else "fail"}"><td>{esc(c.name)}</td>'

@@ -92,9 +92,7 @@ def gate(
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
     if regression_metric not in _REGRESSION_METRICS:
-        raise ValueError(
-            f"regression_metric must be one of {_REGRESSION_METRICS}, got '{regression_metric}'"
-        )
+        raise ValueError(f"regression_metric must be one of {_REGRESSION_METRICS}, got '{regression_metric}'")
     if not candidate:
         raise ValueError("candidate metrics are empty: pass metrics.json['holdout'], not the root")
 
@@ -127,13 +125,10 @@ def gate(
     passed = not failures
     if passed:
         summary = (
-            f"all {len(candidate)} categories meet floors "
-            f"(precision >= {min_precision:g}, recall >= {min_recall:g})"
+            f"all {len(candidate)} categories meet floors (precision >= {min_precision:g}, recall >= {min_recall:g})"
         )
         if champion is not None:
-            summary += (
-                f"; no {regression_metric} regression beyond {max_regression:g} vs {champion_label}"
-            )
+            summary += f"; no {regression_metric} regression beyond {max_regression:g} vs {champion_label}"
         reasons = [summary, *notes]
     else:
         reasons = [*failures, *notes]
@@ -205,9 +200,7 @@ def _metric(row: Mapping[str, Any], metric: str, category: str) -> float:
     return float(row[metric])
 
 
-def _check(
-    category: str, check: str, value: float | None, limit: float | None, passed: bool
-) -> dict[str, Any]:
+def _check(category: str, check: str, value: float | None, limit: float | None, passed: bool) -> dict[str, Any]:
     return {"category": category, "check": check, "value": value, "limit": limit, "passed": passed}
 
 

@@ -137,9 +137,7 @@ class EvaluationReport:
         }
 
 
-def choose_threshold(
-    y_true: np.ndarray, scores: np.ndarray, *, target_precision: float
-) -> ThresholdChoice:
+def choose_threshold(y_true: np.ndarray, scores: np.ndarray, *, target_precision: float) -> ThresholdChoice:
     """Pick the val threshold with the highest recall whose precision meets a target.
 
     Candidate thresholds are the distinct score values; a sample is predicted positive when
@@ -181,9 +179,7 @@ def choose_threshold(
     )
 
 
-def wilson_interval(
-    successes: int, trials: int, *, confidence: float = 0.95
-) -> tuple[float, float]:
+def wilson_interval(successes: int, trials: int, *, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion.
 
     Unlike the normal (Wald) interval it stays inside [0, 1] and does not collapse to a
@@ -272,9 +268,7 @@ def category_metrics(
     )
 
 
-def pr_curve_points(
-    y_true: np.ndarray, scores: np.ndarray, *, max_points: int = 200
-) -> list[dict[str, float]]:
+def pr_curve_points(y_true: np.ndarray, scores: np.ndarray, *, max_points: int = 200) -> list[dict[str, float]]:
     """Precision-recall curve as rows for a DVC plot.
 
     Args:
@@ -340,9 +334,7 @@ def evaluate(
     if len(names) < 2:
         raise ValueError(f"class_names needs the negative and at least one category, got {names}")
     val_labels, val_probs = _check_split("val", val_labels, val_probs, len(names))
-    holdout_labels, holdout_probs = _check_split(
-        "holdout", holdout_labels, holdout_probs, len(names)
-    )
+    holdout_labels, holdout_probs = _check_split("holdout", holdout_labels, holdout_probs, len(names))
 
     categories: dict[str, CategoryMetrics] = {}
     thresholds: dict[str, float] = {}
@@ -351,9 +343,7 @@ def evaluate(
         if name == negative:
             continue
         try:
-            choice = choose_threshold(
-                val_labels == idx, val_probs[:, idx], target_precision=target_precision
-            )
+            choice = choose_threshold(val_labels == idx, val_probs[:, idx], target_precision=target_precision)
         except ValueError as exc:
             raise ValueError(f"val split, category '{name}': {exc}") from exc
         y_hold, s_hold = holdout_labels == idx, holdout_probs[:, idx]
@@ -379,16 +369,11 @@ def evaluate(
     return report, curves
 
 
-def _check_binary(
-    y_true: np.ndarray, scores: np.ndarray, *, what: str = "y_true"
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_binary(y_true: np.ndarray, scores: np.ndarray, *, what: str = "y_true") -> tuple[np.ndarray, np.ndarray]:
     """Validate a one-vs-rest problem; return (bool labels [N], float scores [N])."""
     y, s = np.asarray(y_true), np.asarray(scores, dtype=float)
     if y.ndim != 1 or s.ndim != 1 or len(y) != len(s):
-        raise ValueError(
-            f"y_true and scores must be 1-D arrays of equal length, got shapes {y.shape} "
-            f"and {s.shape}"
-        )
+        raise ValueError(f"y_true and scores must be 1-D arrays of equal length, got shapes {y.shape} and {s.shape}")
     if len(y) == 0:
         raise ValueError("y_true and scores are empty: nothing to evaluate")
     if y.dtype != bool:
@@ -405,9 +390,7 @@ def _check_binary(
     return y, s
 
 
-def _check_split(
-    split: str, labels: np.ndarray, probs: np.ndarray, n_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_split(split: str, labels: np.ndarray, probs: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate one split; return (labels [N] int, probs [N, n_classes] float) as arrays."""
     labels, probs = np.asarray(labels), np.asarray(probs)
     if labels.ndim != 1:
@@ -425,10 +408,7 @@ def _check_split(
     if len(labels) == 0:
         raise ValueError(f"{split} split is empty")
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(
-            f"{split} labels must be in [0, {n_classes}), got range "
-            f"[{labels.min()}, {labels.max()}]"
-        )
+        raise ValueError(f"{split} labels must be in [0, {n_classes}), got range [{labels.min()}, {labels.max()}]")
     if not np.isfinite(probs).all():
         raise ValueError(f"{split} probs contain NaN or inf")
     # Softmax rows sum to 1; a looser sum means logits or sigmoid outputs were passed.

@@ -64,6 +64,16 @@ def download_model_dir(name: str, version: str, dst: Path) -> Path:
     return found[0].parent
 
 
+def _signature():  # noqa: ANN202
+    """Either column may be given: ``image`` (base64 text or bytes) or ``path`` (a local file)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "image", required=False), ColSpec("string", "path", required=False)])
+    )
+
+
 def _input_example(spec: ModelSpec) -> pd.DataFrame:
     from PIL import Image
 
@@ -116,7 +126,9 @@ def register_candidate(
     if existing is not None:
         version, run = existing.version, existing.run_id
     else:
-        version, run = _log_and_register(model_dir, name=name, thresholds=thresholds, metrics=metrics, run_id=run_id, python_model=ModerationModel())
+        version, run = _log_and_register(
+            model_dir, name=name, thresholds=thresholds, metrics=metrics, run_id=run_id, python_model=ModerationModel()
+        )
     all_tags = {
         **tags,
         WEIGHTS_TAG: weights_sha,
@@ -131,14 +143,26 @@ def register_candidate(
     after = champion_version(name, client=client)
     aliases = tuple(sorted(client.get_model_version(name, version).aliases))
     return Registration(
-        model_name=name, version=str(version), run_id=run, passed=passed, aliases=aliases, reasons=tuple(reasons),
-        champion_before=before.version if before else None, champion_after=after.version if after else None,
+        model_name=name,
+        version=str(version),
+        run_id=run,
+        passed=passed,
+        aliases=aliases,
+        reasons=tuple(reasons),
+        champion_before=str(before.version) if before else None,
+        champion_after=str(after.version) if after else None,
         reused_existing_version=existing is not None,
     )
 
 
 def _log_and_register(
-    model_dir: Path, *, name: str, thresholds: dict[str, float], metrics: dict[str, float], run_id: str | None, python_model
+    model_dir: Path,
+    *,
+    name: str,
+    thresholds: dict[str, float],
+    metrics: dict[str, float],
+    run_id: str | None,
+    python_model,
 ) -> tuple[str, str]:  # noqa: ANN001
     spec = ModelSpec.from_json((model_dir / "model.json").read_text())
     packaged = ModelSpec(**{**asdict(spec), "thresholds": dict(thresholds)})
@@ -159,6 +183,7 @@ def _log_and_register(
             python_model=python_model,
             artifacts={"model_dir": str(pkg)},
             input_example=_input_example(packaged),
+            signature=_signature(),
             pip_requirements=_pip_requirements(),
             # Ship modops' own source with the model, so any environment with the pip
             # requirements can load it without installing this repo.
@@ -171,7 +196,10 @@ def _log_and_register(
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "torchvision", "mlflow", "safetensors", "pillow", "pandas", "numpy", "imagehash")]
+    return [
+        f"{pkg}=={version(pkg)}"
+        for pkg in ("torch", "torchvision", "mlflow", "safetensors", "pillow", "pandas", "numpy", "imagehash")
+    ]
 
 
 def read_registration(path: Path) -> dict:

@@ -64,7 +64,11 @@ def predict_frame(model, spec, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: AN
         except Exception as exc:  # one bad image must not fail the whole batch
             tensors.append(torch.zeros((3, spec.image_size, spec.image_size), dtype=torch.uint8))
             errors.append(f"{type(exc).__name__}: {exc}")
-    probs = predict_probs(model, torch.stack(tensors), mean=spec.mean, std=spec.std) if tensors else np.zeros((0, len(spec.classes)))
+    probs = (
+        predict_probs(model, torch.stack(tensors), mean=spec.mean, std=spec.std)
+        if tensors
+        else np.zeros((0, len(spec.classes)))
+    )
     out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(spec.classes)})
     ok = np.array([e == "" for e in errors], dtype=bool)
     best, best_score = np.array([""] * len(out), dtype=object), np.full(len(out), -1.0)

@@ -39,8 +39,10 @@ def configure_mlflow(settings: Settings) -> str:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri)
     exp = mlflow.get_experiment_by_name(settings.experiment)
-    exp_id = exp.experiment_id if exp else mlflow.create_experiment(
-        settings.experiment, artifact_location=settings.resolved_artifact_root
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else mlflow.create_experiment(settings.experiment, artifact_location=settings.resolved_artifact_root)
     )
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
@@ -58,9 +60,15 @@ def file_md5(path: str | Path) -> str:
 def git_revision(cwd: str | Path = ".") -> str:
     """The current git commit (with ``-dirty`` when tracked files changed), or ``unknown``."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -60,7 +60,11 @@ class TrainResult:
 
 class Trainer(Protocol):
     def __call__(
-        self, data: TrainData, *, cfg: TrainConfig, class_names: tuple[str, ...],
+        self,
+        data: TrainData,
+        *,
+        cfg: TrainConfig,
+        class_names: tuple[str, ...],
         progress: Callable[[str, int, int], None] | None = None,
     ) -> TrainResult: ...
 

@@ -48,11 +48,21 @@ def augment(batch: torch.Tensor, *, image_size: int) -> torch.Tensor:
 
 
 def _sampler_indices(y: torch.Tensor, *, cfg: TrainConfig, num_classes: int, gen: torch.Generator) -> torch.Tensor:
-    """Indices for one epoch (len(y) draws). Balanced sampling draws by capped class weight."""
+    """Indices for one epoch: ``samples_per_epoch`` draws (default len(y)).
+
+    Balanced sampling draws with replacement by capped class weight; otherwise a random
+    permutation (truncated when ``samples_per_epoch`` is smaller than the split).
+    """
+    n = cfg.samples_per_epoch or len(y)
     if cfg.imbalance != "balanced_sampler":
-        return torch.randperm(len(y), generator=gen)
+        return torch.randperm(len(y), generator=gen)[:n]
     w = class_weights(y, num_classes=num_classes, cap=cfg.max_positive_weight)[y]
-    return torch.multinomial(w, len(y), replacement=True, generator=gen)
+    return torch.multinomial(w, n, replacement=True, generator=gen)
+
+
+def _epoch_cap(data: TrainData, cfg: TrainConfig) -> int:
+    # Without replacement an epoch cannot exceed the split itself.
+    return len(data.train_y) if cfg.imbalance != "balanced_sampler" else 10**12
 
 
 @register_trainer("supervised")
@@ -85,11 +95,15 @@ def train_supervised(
     model = create_model(cfg.backbone, num_classes=k, pretrained=cfg.pretrained, weights_path=cfg.weights_path)
     model = model.to(memory_format=torch.channels_last)
     loss_weight = (
-        class_weights(data.train_y, num_classes=k, cap=cfg.max_positive_weight) if cfg.imbalance == "weighted_loss" else None
+        class_weights(data.train_y, num_classes=k, cap=cfg.max_positive_weight)
+        if cfg.imbalance == "weighted_loss"
+        else None
     )
-    steps_per_epoch = math.ceil(len(data.train_y) / cfg.batch_size)
+    steps_per_epoch = math.ceil(min(cfg.samples_per_epoch or len(data.train_y), _epoch_cap(data, cfg)) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
+    )
     history: list[dict] = []
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     start = time.perf_counter()
@@ -97,7 +111,7 @@ def train_supervised(
         t0 = time.perf_counter()
         model.train()
         order = _sampler_indices(data.train_y, cfg=cfg, num_classes=k, gen=gen)
-        total = 0.0
+        total, seen = 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x = normalize(augment(data.train_x[idx], image_size=cfg.image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -107,18 +121,24 @@ def train_supervised(
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
+            seen += len(idx)
             if progress:
                 progress(f"epoch {epoch}/{cfg.epochs}", step + 1, steps_per_epoch)
         stats = _val_stats(model, data, num_classes=k, batch_size=cfg.batch_size * 2)
-        stats.update(epoch=epoch, loss=total / len(data.train_y), seconds=time.perf_counter() - t0, lr=sched.get_last_lr()[0])
+        stats.update(
+            epoch=epoch, loss=total / max(seen, 1), seconds=time.perf_counter() - t0, lr=sched.get_last_lr()[0]
+        )
         history.append(stats)
         if stats["val_macro_pr_auc"] > best[0]:
             best = (stats["val_macro_pr_auc"], epoch, copy.deepcopy(model.state_dict()))
     seconds = time.perf_counter() - start
     model.load_state_dict(best[2])
     return TrainResult(
-        model=model.eval(), history=history, best_epoch=best[1], seconds=seconds,
-        train_images_per_s=cfg.epochs * len(data.train_y) / seconds,
+        model=model.eval(),
+        history=history,
+        best_epoch=best[1],
+        seconds=seconds,
+        train_images_per_s=cfg.epochs * steps_per_epoch * cfg.batch_size / seconds,
     )
 
 
@@ -126,7 +146,5 @@ def _val_stats(model: nn.Module, data: TrainData, *, num_classes: int, batch_siz
     probs = predict_probs(model, data.val_x, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=batch_size)
     y = data.val_y.numpy()
     val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp(min=1e-8)), data.val_y).item())
-    aps = [
-        float(average_precision_score(y == c, probs[:, c])) for c in range(1, num_classes) if (y == c).any()
-    ]
+    aps = [float(average_precision_score(y == c, probs[:, c])) for c in range(1, num_classes) if (y == c).any()]
     return {"val_loss": val_loss, "val_macro_pr_auc": float(np.mean(aps)) if aps else 0.0}

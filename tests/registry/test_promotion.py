@@ -1,0 +1,102 @@
+"""MLflow registry: packaging, aliases, idempotency, and the documented loader in a fresh process."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from modops.config import load_settings
+from modops.models import ModelSpec, create_model, save_model
+from modops.registry.promotion import CHALLENGER, CHAMPION, champion_version, register_candidate
+from modops.registry.tracking import configure_mlflow
+from tests.conftest import image_bytes
+
+CLASSES = ("clean", "promo_spam", "weapon")
+
+
+def _model_dir(tmp_path, seed: int):
+    torch.manual_seed(seed)
+    d = tmp_path / f"model{seed}"
+    save_model(create_model("mobilenet_v3_small", num_classes=3), ModelSpec("mobilenet_v3_small", CLASSES, 32), d)
+    return d
+
+
+def _register(d, *, passed: bool, sha: str):
+    return register_candidate(
+        d,
+        name="m",
+        thresholds={"promo_spam": 0.5, "weapon": 0.0},
+        weights_sha=sha,
+        passed=passed,
+        reasons=("because",),
+        tags={"modops.data_version": "abc"},
+        metrics={"holdout.weapon.recall": 0.9},
+    )
+
+
+@pytest.fixture()
+def mlflow_state():
+    settings = load_settings()
+    configure_mlflow(settings)
+    return settings
+
+
+def test_pass_promotes_fail_leaves_champion(mlflow_state, tmp_path):
+    first = _register(_model_dir(tmp_path, 0), passed=True, sha="a" * 64)
+    assert first.passed and set(first.aliases) == {CHAMPION, CHALLENGER}
+    assert str(champion_version("m").version) == first.version
+
+    second = _register(_model_dir(tmp_path, 1), passed=False, sha="b" * 64)
+    assert second.aliases == (CHALLENGER,)
+    assert second.champion_before == second.champion_after == first.version
+    mv = champion_version("m")
+    assert str(mv.version) == first.version
+    from mlflow import MlflowClient
+
+    failed = MlflowClient().get_model_version("m", second.version)
+    assert failed.tags["modops.gate"] == "failed" and failed.tags["modops.gate_reasons"] == "because"
+    assert failed.tags["modops.data_version"] == "abc"
+
+
+def test_reregistering_the_same_weights_reuses_the_version(mlflow_state, tmp_path):
+    d = _model_dir(tmp_path, 0)
+    a = _register(d, passed=True, sha="c" * 64)
+    b = _register(d, passed=True, sha="c" * 64)
+    assert b.reused_existing_version and a.version == b.version
+
+
+def test_champion_loads_and_scores_in_a_fresh_process(mlflow_state, tmp_path):
+    _register(_model_dir(tmp_path, 0), passed=True, sha="d" * 64)
+    img = tmp_path / "new.jpg"
+    img.write_bytes(image_bytes(5, size=(80, 60)))
+    code = f"""
+import mlflow, pandas as pd
+mlflow.set_tracking_uri({mlflow_state.resolved_tracking_uri!r})
+m = mlflow.pyfunc.load_model("models:/m@champion")
+out = m.predict(pd.DataFrame({{"path": [{str(img)!r}, "/no/such/file.jpg"]}}))
+print(out.to_json(orient="records"))
+"""
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_json(done.stdout.strip().splitlines()[-1])
+    assert rows.loc[0, "error"] == "" and abs(rows.loc[0, ["p_clean", "p_promo_spam", "p_weapon"]].sum() - 1) < 1e-4
+    assert bool(rows.loc[0, "flag_weapon"])  # threshold 0.0 flags everything that decoded
+    assert rows.loc[1, "error"] and not rows.loc[1, "flagged"]
+
+
+def test_pyfunc_accepts_base64_and_rejects_bad_frames(tmp_path):
+    from modops.models import load_model
+    from modops.registry.pyfunc import predict_frame
+
+    model, spec = load_model(_model_dir(tmp_path, 0))
+    b64 = base64.b64encode(image_bytes(1)).decode()
+    out = predict_frame(model, spec, pd.DataFrame({"image": [b64, "!!notbase64!!"]}))
+    assert out.loc[0, "error"] == "" and "base64" in out.loc[1, "error"]
+    with pytest.raises(ValueError, match="'image' or 'path'"):
+        predict_frame(model, spec, pd.DataFrame({"x": [1]}))
