@@ -37,10 +37,10 @@ demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champio
 	modops champion
 
 test: venv  ## all tests, including the end-to-end DAG smoke run on the small pool
-	pytest -q -m "not benchmark"
+	pytest -q
 
 test-fast: venv  ## unit tests only (no end-to-end run)
-	pytest -q -m "not slow and not e2e and not benchmark"
+	pytest -q -m "not slow and not e2e"
 
 lint: venv  ## ruff
 	ruff check src tests dags pipelines

@@ -35,10 +35,14 @@ def _reporter():  # noqa: ANN202
 
 
 def _quiet() -> None:
+    import logging
+
     from modops.registry.tracking import quiet_env
 
     for key, value in quiet_env().items():
         os.environ.setdefault(key, value)
+    # Streams of Airflow/DVC subprocesses are relayed through logging; show them as plain lines.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -268,7 +272,7 @@ def champion(
     metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("holdout.")}
     info = {
         "model": model_name,
-        "version": champ.version,
+        "version": str(champ.version),
         "aliases": list(champ.aliases),
         "tags": dict(champ.tags),
         "holdout": metrics,

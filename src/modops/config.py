@@ -149,7 +149,6 @@ class GateConfig(_Section):
     min_recall: float = Field(default=0.94, ge=0, le=1)
     max_regression: float = Field(default=0.02, ge=0, le=1)
     regression_metric: Literal["pr_auc", "recall", "f1"] = "pr_auc"
-    model_name: str = "modops-moderation"
 
 
 _SECTIONS: dict[str, type[_Section]] = {

@@ -338,7 +338,7 @@ def register_stage(
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg, ecfg = load_section(params, "labels"), load_section(params, "gate"), load_section(params, "evaluate")
-    name = settings.model_name if settings.model_name != Settings().model_name else cfg.model_name
+    name = settings.model_name
     configure_mlflow(settings)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     thresholds = json.loads((eval_dir / "thresholds.json").read_text())

@@ -77,3 +77,9 @@ def test_unknown_label_is_rejected():
     m.loc[0, "label"] = "nsfw"
     with pytest.raises(ValueError, match="outside params labels"):
         split_manifest(m, SplitConfig(), labels=LABELS)
+
+
+def test_three_positives_are_enough_for_every_split():
+    result = split_manifest(_manifest(n_each=3), SplitConfig(), labels=LABELS)
+    for split in ("train", "val", "holdout"):
+        assert {c: result.counts()[split].get(c, 0) for c in LABELS.categories} == dict.fromkeys(LABELS.categories, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import subprocess
 import sys
 
@@ -84,7 +85,7 @@ print(out.to_json(orient="records"))
     env = {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = pd.read_json(done.stdout.strip().splitlines()[-1])
+    rows = pd.read_json(io.StringIO(done.stdout.strip().splitlines()[-1]))
     assert rows.loc[0, "error"] == "" and abs(rows.loc[0, ["p_clean", "p_promo_spam", "p_weapon"]].sum() - 1) < 1e-4
     assert bool(rows.loc[0, "flag_weapon"])  # threshold 0.0 flags everything that decoded
     assert rows.loc[1, "error"] and not rows.loc[1, "flagged"]

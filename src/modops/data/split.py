@@ -138,7 +138,7 @@ def _assign_fresh_holdout(frame: pd.DataFrame, cfg: SplitConfig, *, labels: Labe
     for label in labels.all:
         groups = np.sort(strata.index[strata == label].to_numpy())
         rng.shuffle(groups)
-        chosen.extend(groups[: _quota(len(groups), cfg.holdout_fraction)])
+        chosen.extend(groups[: _quota(len(groups), cfg.holdout_fraction, keep=2)])
     frame.loc[frame["group"].isin(chosen) & (frame["split"] == ""), "split"] = "holdout"
 
 
@@ -162,17 +162,17 @@ def _assign_train_val(frame: pd.DataFrame, cfg: SplitConfig, *, labels: LabelsCo
     for label in labels.all:
         groups = np.sort(strata.index[strata == label].to_numpy())
         rng.shuffle(groups)
-        chosen.extend(groups[: _quota(len(groups), share)])
+        chosen.extend(groups[: _quota(len(groups), share, keep=1)])
     frame.loc[open_rows & frame["group"].isin(chosen), "split"] = "val"
     frame.loc[frame["split"] == "", "split"] = "train"
 
 
-def _quota(n_groups: int, fraction: float) -> int:
-    """Groups to take: the rounded fraction, but at least one while two remain for the other splits."""
+def _quota(n_groups: int, fraction: float, *, keep: int) -> int:
+    """Groups to take: the rounded fraction, at least one, while ``keep`` remain for later splits."""
     k = int(round(n_groups * fraction))
-    if k == 0 and n_groups >= 3:
+    if k == 0 and n_groups > keep:
         k = 1
-    return min(k, max(n_groups - 2, 0)) if n_groups >= 3 else k
+    return min(k, max(n_groups - keep, 0))
 
 
 def _check_coverage(frame: pd.DataFrame, *, labels: LabelsConfig) -> None:

@@ -16,13 +16,19 @@ from PIL import Image
 
 from modops.data.images import open_rgb
 
-__all__ = ["to_uint8_tensor", "load_uint8_batch", "normalize"]
+__all__ = ["to_uint8_tensor", "decode_for_model", "load_uint8_batch", "normalize"]
 
 
 def to_uint8_tensor(img: Image.Image, *, image_size: int) -> torch.Tensor:
     """Resize an RGB image and return it as uint8, shape [3, image_size, image_size]."""
     resized = img.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def decode_for_model(data: bytes, *, image_size: int) -> torch.Tensor:
+    """Image bytes -> model input, uint8 [3, image_size, image_size]; the one decode path for
+    training, evaluation and serving, so they can never preprocess differently."""
+    return to_uint8_tensor(open_rgb(data, draft_size=image_size), image_size=image_size)
 
 
 def load_uint8_batch(
@@ -45,7 +51,7 @@ def load_uint8_batch(
     out = torch.empty((len(image_ids), 3, image_size, image_size), dtype=torch.uint8)
 
     def one(i: int) -> None:
-        out[i] = to_uint8_tensor(open_rgb(read(image_ids[i])), image_size=image_size)
+        out[i] = decode_for_model(read(image_ids[i]), image_size=image_size)
         if progress:
             progress(1)
 

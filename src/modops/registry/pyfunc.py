@@ -50,8 +50,7 @@ def predict_frame(model, spec, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: AN
     """Score a DataFrame of images; see the module docstring for columns."""
     import torch
 
-    from modops.data.images import open_rgb
-    from modops.data.transforms import to_uint8_tensor
+    from modops.data.transforms import decode_for_model
     from modops.scoring.batch import predict_probs
 
     if not {"image", "path"} & set(frame.columns):
@@ -59,7 +58,7 @@ def predict_frame(model, spec, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: AN
     tensors, errors = [], []
     for _, row in frame.iterrows():
         try:
-            tensors.append(to_uint8_tensor(open_rgb(_to_bytes(row)), image_size=spec.image_size))
+            tensors.append(decode_for_model(_to_bytes(row), image_size=spec.image_size))
             errors.append("")
         except Exception as exc:  # one bad image must not fail the whole batch
             tensors.append(torch.zeros((3, spec.image_size, spec.image_size), dtype=torch.uint8))
