@@ -9,6 +9,8 @@ VENV := .venv
 UV := .tools/bin/uv
 DEMO_SIZE ?= default
 DEMO_SEED ?= 0
+# 3 % violations: a seed-enriched cold-start pool (the generator's default is 1 %).
+DEMO_POSITIVE_RATE ?= 0.03
 
 # Runtime state lives under one folder; point these at PostgreSQL/S3/an MLflow server in production.
 export MODOPS_STATE_DIR ?= $(CURDIR)/.modops
@@ -32,7 +34,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 venv: $(VENV)/.synced  ## create/refresh .venv from uv.lock
 
 demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champion in the MLflow registry
-	modops demo-data --out data/raw --size $(DEMO_SIZE) --seed $(DEMO_SEED)
+	modops demo-data --out data/raw --size $(DEMO_SIZE) --seed $(DEMO_SEED) --positive-rate $(DEMO_POSITIVE_RATE)
 	modops run-dag modops_training
 	modops champion
 

@@ -99,6 +99,6 @@ def test_training_dag_end_to_end(tmp_path):
 
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dry = _run([str(BIN / "dvc"), "repro", "--dry"], cwd=project, env=env).stdout
-    ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train", "evaluate", "register"}, dry
+    out = _run([str(BIN / "dvc"), "repro"], cwd=project, env=env).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train", "evaluate", "register"}, out
