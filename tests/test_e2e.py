@@ -63,7 +63,11 @@ def test_training_dag_end_to_end(tmp_path):
         "MODOPS_STATE_DIR": str(tmp_path / "state"),
         "MODOPS_PROJECT_DIR": str(project),
     }
-    _run([str(BIN / "dvc"), "config", "core.no_scm", "true"], cwd=project, env=env)
+    # A real git repo, as in a clone: DVC behaves differently with and without one.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    _run([*git, "init", "-q"], cwd=project, env=env)
+    _run([*git, "add", "-A"], cwd=project, env=env)
+    _run([*git, "commit", "-qm", "snapshot"], cwd=project, env=env)
     _run(
         [
             str(BIN / "modops"),
