@@ -147,6 +147,7 @@ class GateConfig(_Section):
 
     min_precision: float = Field(default=0.95, ge=0, le=1)
     min_recall: float = Field(default=0.94, ge=0, le=1)
+    min_pr_auc: float = Field(default=0.0, ge=0, le=1)
     max_regression: float = Field(default=0.02, ge=0, le=1)
     regression_metric: Literal["pr_auc", "recall", "f1"] = "pr_auc"
 

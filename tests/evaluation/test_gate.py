@@ -34,7 +34,7 @@ def test_pass_without_champion():
     assert v.passed
     assert v.reasons[0].startswith("all 3 categories meet floors")
     assert "no current champion: regression check skipped" in v.reasons
-    assert len(v.checks) == 6 and all(c["passed"] for c in v.checks)
+    assert len(v.checks) == 9 and all(c["passed"] for c in v.checks)
     assert not any(c["check"] == "regression" for c in v.checks)
     json.dumps(v.to_dict())
 
@@ -189,3 +189,14 @@ def test_end_to_end_good_passes_random_fails():
     # The random model, as a challenger to the good champion, also regresses on pr_auc.
     v = gate_from_config(random, cfg, champion=good)
     assert {c for c, check in _failed(v) if check == "regression"} == set(labels.categories)
+
+
+def test_pr_auc_floor_fails_a_category_that_ranks_at_chance():
+    candidate = {
+        "a": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "pr_auc": 0.9},
+        "b": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "pr_auc": 0.01},
+    }
+    verdict = gate(candidate, min_precision=0.0, min_recall=0.0, min_pr_auc=0.03)
+    assert not verdict.passed
+    assert [r for r in verdict.reasons if r.startswith("b pr_auc")]
+    assert gate(candidate, min_precision=0.0, min_recall=0.0, min_pr_auc=0.0).passed

@@ -46,7 +46,7 @@ def _params(tmp_path: Path, **overrides: dict) -> Path:
 
 @pytest.mark.slow
 def test_stage_chain_and_gates(small_pool, tmp_path):
-    params = _params(tmp_path, gate={"min_precision": 0.0, "min_recall": 0.0, "max_regression": 1.0})
+    params = _params(tmp_path, gate={"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "max_regression": 1.0})
     settings = load_settings()
     d = tmp_path
     summary = ingest_stage(str(small_pool), d / "ing", store_dir=d / "store", params_path=params, settings=settings)

@@ -54,6 +54,7 @@ def gate(
     *,
     min_precision: float,
     min_recall: float,
+    min_pr_auc: float = 0.0,
     champion: Mapping[str, Mapping[str, Any]] | None = None,
     max_regression: float = 0.02,
     regression_metric: str = "pr_auc",
@@ -62,7 +63,8 @@ def gate(
     """Decide whether a candidate may be promoted.
 
     Checks, all of which must pass:
-      * every candidate category: ``precision >= min_precision`` and ``recall >= min_recall``;
+      * every candidate category: ``precision >= min_precision``, ``recall >= min_recall`` and
+        ``pr_auc >= min_pr_auc`` (threshold-free: "the model ranks this category at all");
       * every category the champion has: the candidate has it too, and
         ``candidate[metric] >= champion[metric] - max_regression``.
 
@@ -72,6 +74,7 @@ def gate(
         candidate: Category -> metrics (``metrics.json["holdout"]``) of the candidate.
         min_precision: Precision floor, in [0, 1].
         min_recall: Recall floor, in [0, 1].
+        min_pr_auc: PR-AUC (average precision) floor, in [0, 1]; 0 disables it.
         champion: The same mapping for the current champion, or None when there is none.
         max_regression: Largest allowed drop in ``regression_metric``, absolute, in [0, 1].
         regression_metric: Metric compared with the champion, e.g. ``"pr_auc"``.
@@ -87,6 +90,7 @@ def gate(
     for name, value in (
         ("min_precision", min_precision),
         ("min_recall", min_recall),
+        ("min_pr_auc", min_pr_auc),
         ("max_regression", max_regression),
     ):
         if not 0.0 <= value <= 1.0:
@@ -99,7 +103,7 @@ def gate(
     checks: list[dict[str, Any]] = []
     failures: list[str] = []
     for cat, row in candidate.items():
-        for metric, floor in (("precision", min_precision), ("recall", min_recall)):
+        for metric, floor in (("precision", min_precision), ("recall", min_recall), ("pr_auc", min_pr_auc)):
             value = _metric(row, metric, cat)
             ok = value >= floor - _EPS
             checks.append(_check(cat, f"min_{metric}", value, floor, ok))
@@ -125,7 +129,8 @@ def gate(
     passed = not failures
     if passed:
         summary = (
-            f"all {len(candidate)} categories meet floors (precision >= {min_precision:g}, recall >= {min_recall:g})"
+            f"all {len(candidate)} categories meet floors (precision >= {min_precision:g}, "
+            f"recall >= {min_recall:g}, PR-AUC >= {min_pr_auc:g})"
         )
         if champion is not None:
             summary += f"; no {regression_metric} regression beyond {max_regression:g} vs {champion_label}"
@@ -147,6 +152,7 @@ def gate_from_config(
         candidate,
         min_precision=cfg.min_precision,
         min_recall=cfg.min_recall,
+        min_pr_auc=cfg.min_pr_auc,
         champion=champion,
         max_regression=cfg.max_regression,
         regression_metric=cfg.regression_metric,
