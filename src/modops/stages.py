@@ -8,7 +8,6 @@ only inside the stages that talk to it (train, register), so core stages run any
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -53,7 +52,6 @@ def ingest_stage(
 
     rep = reporter or NullReporter()
     cfg = load_section(params_path, "ingest")
-    total: dict[str, int] = {}
     with rep.task("ingest", total=None) as advance:
         summary = ingest(
             source,
@@ -62,7 +60,6 @@ def ingest_stage(
             cfg=cfg,
             s3_endpoint_url=settings.s3_endpoint_url,
             progress=advance,
-            on_found=lambda n: total.setdefault("found", n),
         )
     rep.log(
         f"ingest: found {summary.found}, ingested {summary.ingested}, quarantined {summary.quarantined} "
@@ -195,14 +192,14 @@ def train_stage(
 def _log_training(settings: Settings, *, cfg, result, summary: dict, manifest_path: Path) -> str:  # noqa: ANN001
     import mlflow
 
-    from modops.registry.tracking import configure_mlflow, file_md5, git_revision
+    from modops.registry.tracking import configure_mlflow, file_hash, git_revision
 
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{cfg.trainer}-{cfg.backbone}") as run:
         mlflow.log_params({f"train.{k}": v for k, v in cfg.model_dump().items()})
         mlflow.set_tags(
             {
-                "modops.data_version": file_md5(manifest_path),
+                "modops.data_version": file_hash(manifest_path),
                 "modops.git_revision": git_revision(),
                 "modops.stage": "train",
             }
@@ -278,14 +275,6 @@ def evaluate_stage(
     return metrics
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _champion_metrics(
     name: str, version: str, *, manifest: pd.DataFrame, splits: pd.DataFrame, store: ImageStore, labels, cfg
 ) -> dict:  # noqa: ANN001
@@ -333,7 +322,7 @@ def register_stage(
     """
     from modops.evaluation.gate import gate_from_config
     from modops.registry.promotion import champion_version, register_candidate
-    from modops.registry.tracking import configure_mlflow, file_md5, git_revision
+    from modops.registry.tracking import configure_mlflow, file_hash, git_revision
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
@@ -342,7 +331,7 @@ def register_stage(
     configure_mlflow(settings)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     thresholds = json.loads((eval_dir / "thresholds.json").read_text())
-    weights_sha = _sha256(model_dir / "model.safetensors")
+    weights_sha = file_hash(model_dir / "model.safetensors", "sha256")
     champ = champion_version(name)
     champion_metrics, label = None, "champion"
     if champ is not None:
@@ -379,8 +368,8 @@ def register_stage(
         metrics=flat,
         run_id=run_id,
         tags={
-            "modops.data_version": file_md5(manifest_path),
-            "modops.holdout_version": file_md5(holdout_path) if holdout_path.is_file() else "none",
+            "modops.data_version": file_hash(manifest_path),
+            "modops.holdout_version": file_hash(holdout_path) if holdout_path.is_file() else "none",
             "modops.git_revision": git_revision(),
         },
     )

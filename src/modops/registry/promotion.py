@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -200,8 +199,3 @@ def _pip_requirements() -> list[str]:
         f"{pkg}=={version(pkg)}"
         for pkg in ("torch", "torchvision", "mlflow", "safetensors", "pillow", "pandas", "numpy", "imagehash")
     ]
-
-
-def read_registration(path: Path) -> dict:
-    """Read a ``registration.json`` written by the register stage."""
-    return json.loads(Path(path).read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modops.config import Settings
 
-__all__ = ["configure_mlflow", "file_md5", "git_revision", "quiet_env"]
+__all__ = ["configure_mlflow", "file_hash", "git_revision", "quiet_env"]
 
 
 def quiet_env() -> dict[str, str]:
@@ -48,13 +48,10 @@ def configure_mlflow(settings: Settings) -> str:
     return exp_id
 
 
-def file_md5(path: str | Path) -> str:
-    """md5 of a file: the same hash DVC 3 records for it, so it names the data version."""
-    h = hashlib.md5()
+def file_hash(path: str | Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file. md5 is the hash DVC 3 records for a file, so it names the data version."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, algorithm).hexdigest()
 
 
 def git_revision(cwd: str | Path = ".") -> str:
