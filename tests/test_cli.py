@@ -19,7 +19,18 @@ def _run(*args: str):
 
 def test_help_lists_every_stage():
     out = _run("--help").output
-    for cmd in ("demo-data", "ingest", "validate", "split", "train", "evaluate", "register", "run-dag", "champion", "predict"):
+    for cmd in (
+        "demo-data",
+        "ingest",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "register",
+        "run-dag",
+        "champion",
+        "predict",
+    ):
         assert cmd in out
 
 

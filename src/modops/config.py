@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "ConfigError",
+    "OFFLINE_ENV",
     "LabelsConfig",
     "IngestConfig",
     "ValidateConfig",
@@ -264,6 +265,16 @@ class Settings(_Section):
     def airflow_home(self) -> Path:
         return (self.state_dir / "airflow").resolve()
 
+
+#: Environment that keeps the tools modops drives offline and quiet (no network here, and
+#: no telemetry in production either). Used for our own process and for subprocesses.
+OFFLINE_ENV: dict[str, str] = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow/environment_variables.py
+    "DO_NOT_TRACK": "true",  # honoured by mlflow/telemetry/utils.py and other tools
+    "DVC_NO_ANALYTICS": "true",  # dvc/env.py, dvc/analytics.py
+    "GX_ANALYTICS_ENABLED": "False",  # great_expectations (inert in 1.24, states intent)
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 _ENV_PREFIX = "MODOPS_"
 

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from modops.config import Settings
+from modops.config import OFFLINE_ENV, Settings
 
 __all__ = [
     "STAGES",
@@ -221,10 +221,7 @@ def airflow_env(settings: Settings, *, project: Path) -> dict[str, str]:
         "MODOPS_STATE_DIR": str(settings.state_dir.resolve()),
         # Telemetry off. Airflow 3.3 ships no usage-data collection (nothing in its
         # config.yml); these are the switches of the other tools the tasks run.
-        "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow/environment_variables.py
-        "DO_NOT_TRACK": "true",  # honoured by mlflow/telemetry/utils.py and other tools
-        "DVC_NO_ANALYTICS": "true",  # dvc/env.py, dvc/analytics.py
-        "GX_ANALYTICS_ENABLED": "False",  # great_expectations AbstractDataContext
+        **OFFLINE_ENV,
     }
     if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"

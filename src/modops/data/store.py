@@ -18,6 +18,10 @@ import pandas as pd
 __all__ = ["ImageStore", "sha256_hex", "atomic_write_bytes", "atomic_write_parquet", "atomic_write_text"]
 
 
+# mkstemp creates files 0600; outputs (reports, manifests, images) are meant to be shared.
+_FILE_MODE = 0o644
+
+
 def sha256_hex(data: bytes) -> str:
     """Return the lowercase hex sha256 of ``data`` (64 characters)."""
     return hashlib.sha256(data).hexdigest()
@@ -30,6 +34,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -48,6 +53,7 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

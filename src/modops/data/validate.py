@@ -23,8 +23,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -35,6 +33,7 @@ import pandas as pd
 
 from modops.config import LabelsConfig, ValidateConfig
 from modops.data.manifest import LABEL_SOURCES, MANIFEST_COLUMNS
+from modops.data.store import atomic_write_text
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -138,8 +137,8 @@ def validate_manifest(
         json_path=report_dir / "validation.json",
     )
     report_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(report.json_path, _render_json(report, counts, n_rows=len(manifest)))
-    _write_atomic(report.html_path, _render_html(report, counts, n_rows=len(manifest), cfg=cfg))
+    atomic_write_text(report.json_path, _render_json(report, counts, n_rows=len(manifest)))
+    atomic_write_text(report.html_path, _render_html(report, counts, n_rows=len(manifest), cfg=cfg))
     return report
 
 
@@ -503,16 +502,3 @@ def _render_html(report: ValidationReport, counts: pd.DataFrame | None, *, n_row
         "<h2>Checks</h2>\n<table><tr><th>check</th><th>status</th><th>details</th></tr>\n"
         f"{check_rows}\n</table>\n<h2>Per-class counts</h2>\n{count_table}\n</body></html>\n"
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,19 +7,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from modops.config import Settings
+from modops.config import OFFLINE_ENV, Settings
 
 __all__ = ["configure_mlflow", "file_hash", "git_revision", "quiet_env"]
 
 
 def quiet_env() -> dict[str, str]:
-    """Environment that keeps MLflow, Great Expectations and friends offline and quiet."""
-    return {
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-        "GX_ANALYTICS_ENABLED": "False",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
+    """Environment that keeps MLflow, DVC and Great Expectations offline and quiet."""
+    return dict(OFFLINE_ENV)
 
 
 def configure_mlflow(settings: Settings) -> str:
