@@ -11,6 +11,11 @@ DEMO_SIZE ?= default
 DEMO_SEED ?= 0
 # 3 % violations: a seed-enriched cold-start pool (the generator's default is 1 %).
 DEMO_POSITIVE_RATE ?= 0.03
+# 30,000 uploads of which two thirds came labelled (the labelled budget) and the rest are an
+# unlabelled backlog, plus 10 seed images per category for the cold start.
+DEMO_IMAGES ?= $(if $(filter small,$(DEMO_SIZE)),1500,30000)
+DEMO_LABELLED ?= 0.667
+DEMO_SEEDS ?= 10
 
 # Runtime state lives under one folder; point these at PostgreSQL/S3/an MLflow server in production.
 export MODOPS_STATE_DIR ?= $(CURDIR)/.modops
@@ -34,7 +39,8 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 venv: $(VENV)/.synced  ## create/refresh .venv from uv.lock
 
 demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champion in the MLflow registry
-	modops demo-data --out data/raw --size $(DEMO_SIZE) --seed $(DEMO_SEED) --positive-rate $(DEMO_POSITIVE_RATE)
+	modops demo-data --out data/raw --size $(DEMO_SIZE) --n-images $(DEMO_IMAGES) --seed $(DEMO_SEED) \
+		--positive-rate $(DEMO_POSITIVE_RATE) --labelled-fraction $(DEMO_LABELLED) --seeds-per-category $(DEMO_SEEDS)
 	modops run-dag modops_training
 	modops champion
 
@@ -45,7 +51,7 @@ test-fast: venv  ## unit tests only (no end-to-end run)
 	pytest -q -m "not slow and not e2e"
 
 lint: venv  ## ruff
-	ruff check src tests dags pipelines
+	ruff check src tests dags pipelines benchmarks
 
 clean-state:  ## delete runtime state and pipeline outputs (keeps data/raw)
 	rm -rf .modops data/ingested data/store data/split data/holdout.parquet models eval reports

@@ -7,7 +7,11 @@ Runs the training pipeline defined in `dvc.yaml`, **one DVC stage per task**, in
   the manifest; unreadable or out-of-limit files go to the quarantine table with a reason.
 - **validate**: checks the manifest with the Great Expectations suite (sizes, row count, class
   balance); a broken batch fails the run here, before any training.
-- **split**: stratified, duplicate-aware train/val split; the holdout stays frozen.
+- **cold_start**: from the seed images of each category, retrieves look-alikes in the unlabelled
+  pool (faiss), exports them for confirmation (Label Studio JSON, CSV) and imports the
+  reviewers' decisions into the label store as `retrieval` labels.
+- **split**: stratified, duplicate-aware train/val split over the label store's labels; the
+  holdout stays frozen and only takes labels that came with uploads.
 - **train**: trains one candidate with the trainer and backbone named in `params.yaml`.
 - **evaluate**: scores the holdout: per-category metrics, thresholds, confidence intervals, plots.
 - **register**: applies the promotion gate and records the candidate in the MLflow registry.
@@ -21,6 +25,8 @@ order. The task log shows DVC's full output.
 
 **Where things land** (paths relative to the project folder; `dvc.yaml` is the reference):
 - `data/ingested/` manifest, quarantine table and ingest summary; images in `data/store/`.
+- `data/labels/` the label store (append-only event batches); `data/cold_start/` the retrieval
+  candidates, Label Studio tasks and precision at K.
 - `reports/validation/` the validation report; `data/split/` and the frozen `data/holdout.parquet`.
 - `models/candidate/` the trained candidate, `models/train_metrics.json`.
 - `eval/metrics.json`, `eval/thresholds.json`, `eval/plots/` (`dvc metrics show`, `dvc plots show`).
@@ -48,6 +54,7 @@ from modops.orchestration import STAGES, run_stage
 _DISPLAY = {
     "ingest": "Ingest uploads",
     "validate": "Validate manifest",
+    "cold_start": "Cold start (retrieval)",
     "split": "Split (frozen holdout)",
     "train": "Train candidate",
     "evaluate": "Evaluate on holdout",

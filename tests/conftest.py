@@ -36,9 +36,18 @@ def image_bytes(seed: int, *, size: tuple[int, int] = (48, 40), fmt: str = "JPEG
 
 @pytest.fixture(scope="session")
 def small_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 600-image demo pool with 15 % violations (enough for every split), generated once."""
-    from modops.data.demo import generate_pool
+    """A 600-image demo pool with 15 % violations, 80 % of it labelled, and 5 seed images per category."""
+    from modops.demo import generate_pool
 
     out = tmp_path_factory.mktemp("pool")
-    generate_pool(out, size="small", n_images=600, seed=7, positive_rate=0.15, workers=1)
+    generate_pool(
+        out,
+        size="small",
+        n_images=600,
+        seed=7,
+        positive_rate=0.15,
+        labelled_fraction=0.8,
+        seeds_per_category=5,
+        workers=1,
+    )
     return out

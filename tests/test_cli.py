@@ -23,6 +23,7 @@ def test_help_lists_every_stage():
         "demo-data",
         "ingest",
         "validate",
+        "cold-start",
         "split",
         "train",
         "evaluate",
@@ -30,6 +31,8 @@ def test_help_lists_every_stage():
         "run-dag",
         "champion",
         "predict",
+        "explain",
+        "labels",
     ):
         assert cmd in out
 
@@ -42,6 +45,10 @@ def test_help_lists_every_stage():
         (("validate", "/no/such/manifest.parquet"), "manifest not found"),
         (("split", "/no/such/manifest.parquet"), "manifest not found"),
         (("evaluate", "--model", "/no/such/model"), "modops model folder"),
+        (("demo-data", "--labelled-fraction", "0"), "labelled_fraction"),
+        (("cold-start", "/no/such/manifest.parquet"), "manifest not found"),
+        (("explain", "/no/such/image.jpg"), "no such image file"),
+        (("labels", "import", "/no/such/export.json"), "no such export file"),
     ],
 )
 def test_bad_input_is_one_clear_error(args, message, tmp_path, monkeypatch):
@@ -70,3 +77,39 @@ def test_champion_without_a_registry_says_what_to_run():
 def test_predict_missing_file(tmp_path):
     result = _run("predict", str(tmp_path / "nope.jpg"), "--model-uri", "models:/x@champion")
     assert result.exit_code == 1
+
+
+def test_explain_writes_a_heatmap_for_a_local_model(tmp_path):
+    from modops.models import MemberSpec, ModelSpec, create_model, save_members
+    from tests.conftest import image_bytes
+
+    spec = ModelSpec(("clean", "weapon"), (MemberSpec("model", "cnn_small", 32),))
+    save_members({"model": create_model("cnn_small", num_classes=2)}, spec, tmp_path / "model")
+    (tmp_path / "x.jpg").write_bytes(image_bytes(3, size=(50, 40)))
+    result = _run(
+        "explain", str(tmp_path / "x.jpg"), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "h.png")
+    )
+    assert result.exit_code == 0, result.output
+    assert '"category": "weapon"' in result.output and (tmp_path / "h.png").stat().st_size > 0
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    bad = _run("explain", str(tmp_path / "bad.jpg"), "--model", str(tmp_path / "model"))
+    assert bad.exit_code == 1 and "cannot be decoded" in bad.output and "Traceback" not in bad.output
+
+
+def test_labels_import_appends_once_and_status_reports_the_version(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    export = tmp_path / "export.csv"
+    export.write_text(
+        f"image_id,label,annotator\n{'a' * 64},weapon,ann@example.com\n{'b' * 64},clean,ann@example.com\n"
+    )
+    store = str(tmp_path / "labels")
+    first = _run("labels", "import", str(export), "--labels", store)
+    assert first.exit_code == 0 and '"imported": 2' in first.output, first.output
+    again = _run("labels", "import", str(export), "--labels", store)
+    assert '"imported": 0' in again.output  # the store is append-only and idempotent
+    status = _run("labels", "status", "--labels", store)
+    assert '"n_labelled": 2' in status.output and '"reviewer": 2' in status.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"image_id,label\n{'c' * 64},kitten\n")
+    refused = _run("labels", "import", str(bad), "--labels", store)
+    assert refused.exit_code == 1 and "kitten" in refused.output

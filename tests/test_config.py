@@ -1,16 +1,18 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from modops.config import ConfigError, TrainConfig, load_params, load_section, load_settings
+from modops.training import TRAINERS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repo_params_load_every_section():
     params = load_params(REPO / "params.yaml")
-    for name in ("labels", "ingest", "validate", "split", "train", "evaluate", "gate"):
+    for name in ("labels", "ingest", "validate", "cold_start", "split", "train", "evaluate", "gate"):
         load_section(params, name)
 
 
@@ -61,3 +63,37 @@ def test_settings_reject_unknown_file_keys(tmp_path):
     f.write_text('[modops]\nmodel_nmae = "x"\n')
     with pytest.raises(ConfigError, match="did you mean 'model_name'"):
         load_settings({}, settings_file=f)
+
+
+def test_trainer_subsections_reject_unknown_keys_with_a_suggestion():
+    with pytest.raises(
+        ConfigError, match=r"'train.mean_teacher': unknown key 'emadecay' \(did you mean 'ema_decay'\?\)"
+    ):
+        load_section({"train": {"mean_teacher": {"emadecay": 0.9}}}, "train")
+    with pytest.raises(ConfigError, match=r"'train.ohem_cascade.combine': unknown key 'lo' \(did you mean 'low'\?\)"):
+        load_section({"train": {"ohem_cascade": {"combine": {"lo": 0.1}}}}, "train")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_section({"train": {"mean_teacher": 3}}, "train")
+
+
+def test_trainer_subsections_are_typed_and_frozen():
+    cfg = load_section({"train": {"trainer": "ohem_cascade", "ohem_cascade": {"combine": {"fuse": "stage2"}}}}, "train")
+    assert cfg.ohem_cascade.combine.fuse == "stage2" and cfg.mean_teacher.ema_decay == 0.99
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.ohem_cascade.hard_examples = 3  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="combine.low"):
+        load_section({"train": {"ohem_cascade": {"combine": {"low": 0.9, "high": 0.1}}}}, "train")
+
+
+def test_dvc_train_stage_depends_on_exactly_the_shared_keys_and_the_active_trainer():
+    """A new shared train key must be declared in dvc.yaml, and inactive trainers' sections must not re-run train."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = set(stages["train"]["params"])
+    shared = {
+        f"train.{k}"
+        for k, f in TrainConfig.model_fields.items()
+        if not (isinstance(f.annotation, type) and k in TRAINERS)
+    }
+    assert declared == {"labels", *shared, "train.${train.trainer}"}
+    for name in TRAINERS:
+        assert name in TrainConfig.model_fields, f"trainer {name!r} needs its own train.{name} section"

@@ -50,10 +50,17 @@ def test_training_dag_end_to_end(tmp_path):
     project.mkdir()
     _copy_repo(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"].update({"backbone": "mobilenet_v3_small", "image_size": 32, "epochs": 1, "samples_per_epoch": 512})
+    params["train"].update({"backbone": "cnn_small", "image_size": 32, "epochs": 1, "samples_per_epoch": 512})
+    params["train"]["mean_teacher"]["max_unlabeled"] = 200
+    params["train"]["ohem_cascade"].update(
+        {"stage2_image_size": 32, "stage2_epochs": 1, "stage2_samples_per_epoch": 256, "mine_max_images": 200}
+    )
+    params["train"]["ohem_cascade"].update({"hard_examples": 64, "balanced_examples": 64})
+    params["cold_start"].update({"steps": 20, "image_size": 32, "per_category": 10, "pool_negatives": 100})
+    params["evaluate"]["explain_examples"] = 2
     params["validate"]["min_count_per_class"] = 5
     # A 1-epoch model on 500 images: open the floors here; the gate logic has its own tests.
-    params["gate"].update({"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0})
+    params["gate"].update({"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "category_floors": {}})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {
@@ -81,6 +88,10 @@ def test_training_dag_end_to_end(tmp_path):
             "0.12",
             "--seed",
             "3",
+            "--labelled-fraction",
+            "0.8",
+            "--seeds-per-category",
+            "5",
         ],
         cwd=project,
         env=env,
@@ -91,6 +102,9 @@ def test_training_dag_end_to_end(tmp_path):
     assert champion["version"] == "1" and "champion" in champion["aliases"]
     assert champion["tags"]["modops.gate"] == "passed"
     assert champion["tags"]["modops.data_version"]
+    assert champion["tags"]["modops.label_version"].startswith("lv-")
+    cold = json.loads((project / "data/cold_start/metrics.json").read_text())
+    assert cold["confirmed"] > 0 and (project / "data/labels/retrieval.parquet").is_file()
 
     image = next((project / "data/raw/images").rglob("*.jpg"))
     scored = _run([str(BIN / "modops"), "predict", str(image)], cwd=project, env=env).stdout.strip().splitlines()

@@ -19,13 +19,14 @@ from modops.config import ConfigError, load_settings
 
 app = typer.Typer(
     name="modops",
-    help="modops: image-moderation MLOps. Stages: ingest, validate, split, train, evaluate, register.",
+    help="modops: image-moderation MLOps. Stages: ingest, validate, cold-start, split, train, evaluate, register.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
 PARAMS = Annotated[Path, typer.Option("--params", help="params.yaml to read stage sections from")]
+LABELS_DIR = Annotated[Path, typer.Option("--labels", help="the label store (append-only event batches)")]
 
 
 def _reporter():  # noqa: ANN202
@@ -43,6 +44,8 @@ def _quiet() -> None:
         os.environ.setdefault(key, value)
     # Streams of Airflow/DVC subprocesses are relayed through logging; show them as plain lines.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # faiss logs every CPU-specific build it tries and does not find; only its warnings matter.
+    logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -54,6 +57,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can fix into one clear line and a non-zero exit (no traceback)."""
+    from modops.data.images import QuarantineError
     from modops.stages import StageError
 
     @functools.wraps(fn)
@@ -63,6 +67,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (ConfigError, StageError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
+        except QuarantineError as exc:
+            _fail(f"the image cannot be decoded safely: {exc}")
 
     return wrapper
 
@@ -78,9 +84,15 @@ def demo_data(
     noise_rate: Annotated[float, typer.Option(help="fraction of labels flipped (label noise)")] = 0.0,
     day: Annotated[int, typer.Option(help="day offset of the upload timestamps")] = 0,
     drift: Annotated[bool, typer.Option(help="write spam in a new style (a later 'day' for drift work)")] = False,
+    labelled_fraction: Annotated[
+        float, typer.Option(help="fraction of pool images whose label is written (the rest are unlabelled uploads)")
+    ] = 1.0,
+    seeds_per_category: Annotated[
+        int, typer.Option(help="seed images per violating category (label_source=seed), for the cold start")
+    ] = 0,
 ) -> None:
     """Write a deterministic, realistic demo content pool: images plus labels.csv."""
-    from modops.data.demo import generate_pool
+    from modops.demo import generate_pool
 
     if size not in ("small", "default"):
         raise ValueError(f"--size must be 'small' or 'default', got {size!r}")
@@ -96,9 +108,14 @@ def demo_data(
             noise_rate=noise_rate,
             day=day,
             drift=drift,
+            labelled_fraction=labelled_fraction,
+            seeds_per_category=seeds_per_category,
             progress=advance,
         )
-    rep.log(f"demo-data: {summary.n_images} images -> {out} ; labels {summary.counts} ; flipped {summary.n_flipped}")
+    rep.log(
+        f"demo-data: {summary.n_images} images ({summary.n_labelled} labelled) + {summary.n_seeds} seeds -> {out} ; "
+        f"labels {summary.counts} ; flipped {summary.n_flipped}"
+    )
 
 
 @app.command()
@@ -109,12 +126,21 @@ def ingest(
         "data/ingested"
     ),
     store: Annotated[Path, typer.Option("--store", help="content-addressed image store")] = Path("data/store"),
+    labels_dir: LABELS_DIR = Path("data/labels"),
     params: PARAMS = Path("params.yaml"),
 ) -> None:
     """Ingest images: good ones into the store and manifest, bad ones into quarantine with a reason."""
     from modops.stages import ingest_stage
 
-    ingest_stage(source, out, store_dir=store, params_path=params, settings=load_settings(), reporter=_reporter())
+    ingest_stage(
+        source,
+        out,
+        store_dir=store,
+        labels_dir=labels_dir,
+        params_path=params,
+        settings=load_settings(),
+        reporter=_reporter(),
+    )
 
 
 @app.command()
@@ -130,6 +156,23 @@ def validate(
     validate_stage(manifest, report_dir, params_path=params, reporter=_reporter())
 
 
+@app.command("cold-start")
+@handle_errors
+def cold_start(
+    manifest: Annotated[Path, typer.Argument(help="manifest.parquet")] = Path("data/ingested/manifest.parquet"),
+    out: Annotated[Path, typer.Option("--out", help="folder for tasks.json, candidates.csv, metrics.json")] = Path(
+        "data/cold_start"
+    ),
+    store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
+    labels_dir: LABELS_DIR = Path("data/labels"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Retrieve look-alikes of each category's seed images; export them for review; import the decisions."""
+    from modops.stages import cold_start_stage
+
+    cold_start_stage(manifest, out, store_dir=store, labels_dir=labels_dir, params_path=params, reporter=_reporter())
+
+
 @app.command()
 @handle_errors
 def split(
@@ -138,12 +181,13 @@ def split(
     holdout: Annotated[Path, typer.Option("--holdout", help="frozen holdout; reused when it exists")] = Path(
         "data/holdout.parquet"
     ),
+    labels_dir: LABELS_DIR = Path("data/labels"),
     params: PARAMS = Path("params.yaml"),
 ) -> None:
     """Split into train/val/holdout without letting near-duplicates cross splits."""
     from modops.stages import split_stage
 
-    split_stage(manifest, out, holdout_path=holdout, params_path=params, reporter=_reporter())
+    split_stage(manifest, out, holdout_path=holdout, labels_dir=labels_dir, params_path=params, reporter=_reporter())
 
 
 @app.command()
@@ -276,6 +320,7 @@ def champion(
         "aliases": list(champ.aliases),
         "tags": dict(champ.tags),
         "holdout": metrics,
+        "stage2_share": run.data.metrics.get("stage2_share.holdout"),
     }
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -300,14 +345,71 @@ def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
         ]
         table.add_row(cat, *(f"{v:.3f}" for v in values))
     console.print(table)
+    share = info.get("stage2_share")
+    if share is not None:
+        console.print(f"cascade: {share:.1%} of holdout images reached stage 2")
     console.print(
-        f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}"
+        f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}  "
+        f"labels: {info['tags'].get('modops.label_version', '?')}"
     )
     console.print("\n[bold]Open the UIs on this state:[/]")
     console.print(f"  MLflow : .venv/bin/mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --port 5000")
     console.print("  Airflow: .venv/bin/modops airflow standalone   (then http://localhost:8080)")
     console.print("\nScore an image:\n  .venv/bin/modops predict IMAGE.jpg")
     console.print(f"  # or in Python: mlflow.pyfunc.load_model('models:/{info['model']}@champion')")
+
+
+@app.command()
+@handle_errors
+def explain(
+    image: Annotated[Path, typer.Argument(help="image file to explain")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write: the input and its Grad-CAM heatmap(s)")] = Path(
+        "explain.png"
+    ),
+    category: Annotated[str | None, typer.Option(help="category to explain (default: the highest-scored)")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="a local model folder instead of the champion")] = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="registered version, e.g. models:/NAME/3 (default @champion)")
+    ] = None,
+) -> None:
+    """Grad-CAM heatmap of why a model (the champion by default) scores an image as it does."""
+    from modops.stages import explain_image_stage
+
+    info = explain_image_stage(
+        image, out, model_dir=model, model_uri=model_uri, category=category, settings=load_settings()
+    )
+    print(json.dumps(info))
+
+
+labels_app = typer.Typer(help="The label store: append-only labelling events.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("status")
+@handle_errors
+def labels_status(
+    labels_dir: LABELS_DIR = Path("data/labels"),
+    as_of: Annotated[str | None, typer.Option(help="rebuild the labelled set as of this UTC time")] = None,
+) -> None:
+    """Print the label version and counts (now, or as of a moment)."""
+    from modops.stages import labels_status_stage
+
+    print(json.dumps(labels_status_stage(labels_dir, as_of=as_of), indent=2))
+
+
+@labels_app.command("import")
+@handle_errors
+def labels_import(
+    export: Annotated[Path, typer.Argument(help="Label Studio JSON / JSON_MIN export, or CSV with image_id,label")],
+    source: Annotated[str, typer.Option(help="label source: reviewer | retrieval")] = "reviewer",
+    round_: Annotated[int, typer.Option("--round", help="labelling round (0 = cold start)")] = 0,
+    labels_dir: LABELS_DIR = Path("data/labels"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Append reviewers' decisions to the label store (a new batch; re-importing the same file adds nothing)."""
+    from modops.stages import labels_import_stage
+
+    print(json.dumps(labels_import_stage(export, labels_dir, source=source, round_=round_, params_path=params)))
 
 
 @app.command()

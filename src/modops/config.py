@@ -1,7 +1,7 @@
 """Typed, frozen configuration: one model per ``params.yaml`` section, plus runtime settings.
 
-``params.yaml`` holds one top-level key per DVC stage (``ingest``, ``validate``, ``split``,
-``train``, ``evaluate``, ``gate``) and one shared key, ``labels``. Each section loads into a
+``params.yaml`` holds one top-level key per DVC stage (``ingest``, ``validate``, ``cold_start``,
+``split``, ``train``, ``evaluate``, ``gate``) and one shared key, ``labels``. Each section loads into a
 frozen pydantic model that rejects unknown keys with a message saying how to fix them.
 
 Runtime *settings* (where state lives, the MLflow tracking URI, the S3 endpoint) are not
@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -27,8 +29,15 @@ __all__ = [
     "IngestConfig",
     "ValidateConfig",
     "SplitConfig",
+    "AugmentConfig",
+    "SupervisedConfig",
+    "MeanTeacherConfig",
+    "CombineConfig",
+    "CascadeConfig",
     "TrainConfig",
+    "ColdStartConfig",
     "EvaluateConfig",
+    "CategoryFloors",
     "GateConfig",
     "Settings",
     "load_params",
@@ -96,11 +105,21 @@ class ValidateConfig(_Section):
 
 
 class SplitConfig(_Section):
-    """Stratified, duplicate-aware splitting with a frozen holdout."""
+    """Stratified, duplicate-aware splitting with a frozen holdout.
+
+    Only labels from ``eval_sources`` (by default those that came with uploads, a random
+    sample) may enter val or the holdout: seed images and retrieval-confirmed candidates
+    were picked *because* they look like violations, so measuring on them would flatter
+    the model. They train only.
+    """
 
     val_fraction: float = Field(default=0.15, gt=0, lt=1)
     holdout_fraction: float = Field(default=0.15, gt=0, lt=1)
     near_dup_max_distance: int = Field(default=4, ge=0, le=64)
+    eval_sources: tuple[str, ...] = Field(
+        default=("upload",),
+        description="label sources whose images may enter val and holdout; the rest (seed, retrieval) train only",
+    )
     seed: int = 42
 
     @model_validator(mode="after")
@@ -110,14 +129,154 @@ class SplitConfig(_Section):
         return self
 
 
+class AugmentConfig(_Section):
+    """Train-time augmentation (the train transform preset); evaluation never augments.
+
+    Attributes:
+        hflip: Random horizontal flips.
+        vflip: Random vertical flips (uploads are not always upright).
+        rotate_degrees: Uniform random rotation in [-d, d] degrees; 180 = any angle.
+        scale: Area range of the random resized crop, relative to the letterboxed image.
+            Kept mild by default: violations are often small local patches that an
+            aggressive crop removes while the label stays.
+        color_jitter: Brightness, contrast and saturation jitter strength.
+    """
+
+    hflip: bool = True
+    vflip: bool = False
+    rotate_degrees: float = Field(default=0.0, ge=0, le=180)
+    scale: tuple[float, float] = (0.75, 1.0)
+    color_jitter: float = Field(default=0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _scale(self) -> AugmentConfig:
+        low, high = self.scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"augment.scale must satisfy 0 < low <= high <= 1, got {self.scale}")
+        return self
+
+
+class SupervisedConfig(_Section):
+    """The supervised trainer: one backbone, one loss (``train.supervised``).
+
+    Attributes:
+        loss: Registry name in :data:`modops.training.losses.LOSSES` (``cross_entropy``,
+            ``ohem``).
+        ohem_keep_fraction: With ``loss: ohem``, the hardest fraction of each batch kept.
+        ohem_warmup_fraction: With ``loss: ohem``, the fraction of training on the full loss first.
+    """
+
+    loss: str = "cross_entropy"
+    ohem_keep_fraction: float = Field(default=0.5, gt=0, le=1)
+    ohem_warmup_fraction: float = Field(default=0.2, ge=0, lt=1)
+
+
+class MeanTeacherConfig(_Section):
+    """Mean teacher (Tarvainen and Valpola 2017) settings (``train.mean_teacher``).
+
+    Attributes:
+        consistency_weight: Final weight of the consistency loss (mean squared difference of
+            student and teacher class probabilities, averaged over classes).
+        rampup_fraction: Fraction of all steps over which that weight ramps up along
+            ``exp(-5 (1 - t)^2)``; the teacher's EMA decay is ``rampup_ema_decay`` until then.
+        ema_decay: Teacher decay after the ramp-up. The teacher averages over about
+            ``1 / (1 - decay)`` steps, which must be well below the run's length: the paper's
+            0.999 suits 100k-step runs; on a CPU run of a few thousand steps it would leave the
+            teacher weighted towards its random start (0.999^600 = 0.55).
+        rampup_ema_decay: Teacher decay during the ramp-up (a young student moves fast).
+        unlabeled_batch_size: Unlabelled images per step (two augmented views each).
+        max_unlabeled: Cap on the unlabelled pool drawn from (0 = all of it).
+    """
+
+    consistency_weight: float = Field(default=5.0, ge=0)
+    rampup_fraction: float = Field(default=0.3, ge=0, le=1)
+    ema_decay: float = Field(default=0.99, gt=0, lt=1)
+    rampup_ema_decay: float = Field(default=0.95, gt=0, lt=1)
+    unlabeled_batch_size: int = Field(default=64, ge=1)
+    max_unlabeled: int = Field(default=0, ge=0)
+
+
+class CombineConfig(_Section):
+    """How a cascade combines its stages at inference (``train.ohem_cascade.combine``).
+
+    Attributes:
+        rule: Registry name in :data:`modops.models.predictor.COMBINERS` (``band``).
+        categories: The categories stage 2 re-scores (a specialist, e.g. the category whose
+            look-alikes stage 1 confuses); null = every category. Stage 2 then trains on the
+            negatives and these categories only, and the others keep stage 1's scores.
+        low, high: An image reaches stage 2 when any violating category's stage-1 score lies
+            in ``[low, high]`` (the uncertainty band). ``low: null`` derives it from val after
+            stage 1 trains: the highest score at which stage 1 still keeps ``route_recall`` of
+            every category's val positives (Yelp's high-recall first stage), recorded in model.json.
+        route_recall: Stage-1 val recall per category that the derived ``low`` keeps.
+        fuse: How the two stages' probabilities are fused there: ``mean``, ``geometric``
+            (renormalised), ``stage2`` (stage 2 decides alone).
+    """
+
+    rule: str = "band"
+    categories: tuple[str, ...] | None = None
+    low: float | None = Field(default=None, ge=0, le=1)
+    route_recall: float = Field(default=0.98, gt=0, le=1)
+    high: float = Field(default=1.0, ge=0, le=1)
+    fuse: Literal["mean", "geometric", "stage2"] = "geometric"
+
+    @model_validator(mode="after")
+    def _band(self) -> CombineConfig:
+        if self.low is not None and self.low > self.high:
+            raise ValueError(f"combine.low ({self.low}) must not exceed combine.high ({self.high})")
+        return self
+
+
+class CascadeConfig(_Section):
+    """OHEM cascade settings (``train.ohem_cascade``).
+
+    Stage 1 is the shared ``train.backbone`` trained with online hard example mining; its
+    highest-loss training samples plus a class-balanced sample train stage 2.
+
+    Attributes:
+        ohem_keep_fraction: Hardest fraction of each stage-1 batch that carries the loss.
+        ohem_warmup_fraction: Fraction of stage-1 training on the full loss before OHEM starts.
+        stage2_backbone: Stage-2 backbone (default: the stage-1 backbone).
+        stage2_image_size: Stage-2 input side (default: the stage-1 size).
+        stage2_augment: Stage-2 augmentation (default: ``train.augment``). The specialist sees
+            a small, hard set many times over, so it can afford (and needs) stronger
+            augmentation, such as any-angle rotation for objects that appear in any orientation.
+        stage2_epochs: Stage-2 epochs.
+        stage2_samples_per_epoch: Stage-2 draws per epoch (0 = its whole training set).
+        mine_max_images: Training images scored by stage 1 to find the hard ones (0 = all);
+            every labelled violation is always scored.
+        hard_examples: Highest-loss training samples handed to stage 2.
+        balanced_examples: Additional class-balanced samples for stage 2, so it still sees
+            every class.
+        combine: The inference rule.
+    """
+
+    ohem_keep_fraction: float = Field(default=0.5, gt=0, le=1)
+    ohem_warmup_fraction: float = Field(default=0.2, ge=0, lt=1)
+    stage2_backbone: str | None = None
+    stage2_image_size: int | None = Field(default=None, ge=32, le=1024)
+    stage2_augment: AugmentConfig | None = None
+    stage2_epochs: int = Field(default=3, ge=1)
+    stage2_samples_per_epoch: int = Field(default=0, ge=0)
+    mine_max_images: int = Field(default=0, ge=0)
+    hard_examples: int = Field(default=2000, ge=1)
+    balanced_examples: int = Field(default=2000, ge=0)
+    combine: CombineConfig = CombineConfig()
+
+
 class TrainConfig(_Section):
-    """Training of one candidate model; ``trainer`` and ``backbone`` are registry names."""
+    """Training of one candidate model; ``trainer`` and ``backbone`` are registry names.
+
+    Shared keys live here; each trainer reads its own subsection (``supervised``,
+    ``mean_teacher``, ``ohem_cascade``), and ``dvc.yaml`` depends on the active one only.
+    """
 
     trainer: str = "supervised"
     backbone: str = "mobilenet_v2"
     pretrained: Literal["none", "imagenet", "path"] = "none"
     weights_path: str | None = None
-    image_size: int = Field(default=96, ge=32, le=1024)
+    image_size: int | None = Field(default=None, ge=32, le=1024, description="None = the backbone's default")
+    cbam: bool = False
     epochs: int = Field(default=3, ge=1)
     samples_per_epoch: int = Field(default=0, ge=0, description="0 = the whole train split")
     batch_size: int = Field(default=64, ge=1)
@@ -125,8 +284,15 @@ class TrainConfig(_Section):
     weight_decay: float = Field(default=1e-4, ge=0)
     imbalance: Literal["balanced_sampler", "weighted_loss", "none"] = "balanced_sampler"
     max_positive_weight: float = Field(default=20.0, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    workers: int = Field(default=1, ge=0, description="DataLoader worker processes; 0 = decode in the main process")
     seed: int = 0
     num_threads: int = Field(default=0, ge=0, description="0 = torch's default")
+    supervised: SupervisedConfig = SupervisedConfig()
+    mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
+    ohem_cascade: CascadeConfig = CascadeConfig()
 
     @model_validator(mode="after")
     def _weights(self) -> TrainConfig:
@@ -136,21 +302,127 @@ class TrainConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    """Holdout evaluation; thresholds are chosen on val to meet ``target_precision``."""
+    """Holdout evaluation; thresholds are chosen on val to meet ``target_precision``.
+
+    Attributes:
+        target_precision: Val precision each category's threshold must reach.
+        category_target_precision: Per-category overrides of ``target_precision`` (the
+            operating point of a category whose model cannot yet reach the product's).
+        batch_size: Images per forward pass.
+        confidence: Level of the Wilson intervals on holdout precision and recall.
+        workers: DataLoader worker processes for decoding (0 = in the main process).
+        explain_examples: Grad-CAM examples per grid (top positives, false positives, false
+            negatives of every category); 0 turns the grids off.
+    """
 
     target_precision: float = Field(default=0.95, gt=0, le=1)
+    category_target_precision: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     confidence: float = Field(default=0.95, gt=0, lt=1)
+    workers: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _targets(self) -> EvaluateConfig:
+        bad = {c: t for c, t in self.category_target_precision.items() if not 0 < t <= 1}
+        if bad:
+            raise ValueError(f"category_target_precision values must be in (0, 1], got {bad}")
+        return self
+
+    def targets(self, categories: tuple[str, ...]) -> dict[str, float]:
+        """Target precision per category: the override, else ``target_precision``."""
+        unknown = sorted(set(self.category_target_precision) - set(categories))
+        if unknown:
+            raise ConfigError(
+                f"evaluate.category_target_precision names unknown categories {unknown}; known: {list(categories)}"
+            )
+        return {c: self.category_target_precision.get(c, self.target_precision) for c in categories}
+
+    explain_examples: int = Field(default=8, ge=0, le=64)
+
+
+class ColdStartConfig(_Section):
+    """Cold start by small-sample retrieval (the ``cold_start`` stage).
+
+    Seed images are the labelled images whose label source is ``seed`` (5 to 20 per
+    category, ingested with the uploads). The stage embeds the unlabelled pool, retrieves the
+    nearest images to each category's seeds, exports them for confirmation, and imports the
+    confirmations back into the label store as ``retrieval`` events.
+
+    Attributes:
+        per_category: Candidates retrieved per category (the confirmation budget).
+        embedder: Registry name in :data:`modops.active.embed.EMBEDDERS`.
+        backbone: Backbone of the embedder.
+        image_size: Input side of the embedder.
+        pretrained: Initial weights of the embedder: ``none``, ``imagenet`` or ``path``
+            (``weights_path``). With ImageNet weights the ``pretrained`` embedder needs no training.
+        weights_path: Local weights file for ``pretrained: path``.
+        steps: Training steps of a trained embedder (``seed_contrast``).
+        batch_size: Images per step or forward pass.
+        pool_negatives: Unlabelled images the ``seed_contrast`` embedder treats as negatives
+            (positives are rare, so a random unlabelled image is almost always clean).
+        workers: DataLoader worker processes for decoding.
+        reviewer: Who confirms the candidates: ``label_studio`` (a Label Studio export at
+            ``confirmations``; none yet = nothing imported), ``none``, or ``demo_oracle``
+            (the demo pool's ground truth stands in for reviewers).
+        confirmations: Path of the reviewers' Label Studio JSON (or CSV) export.
+        image_url_prefix: Prefix of image URLs in the Label Studio tasks.
+        index: faiss index kind, ``flat`` or ``ivf`` (for million-image pools).
+        seed: Random seed.
+    """
+
+    per_category: int = Field(default=200, ge=1)
+    embedder: str = "seed_contrast"
+    backbone: str = "cnn_small"
+    pretrained: Literal["none", "imagenet", "path"] = "none"
+    weights_path: str | None = None
+    image_size: int = Field(default=96, ge=32, le=1024)
+    steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    pool_negatives: int = Field(default=5000, ge=0)
+    workers: int = Field(default=1, ge=0)
+    reviewer: str = "label_studio"
+    confirmations: str | None = None
+    image_url_prefix: str = "/data/local-files/?d="
+    index: Literal["flat", "ivf"] = "flat"
+    seed: int = 0
+
+
+class CategoryFloors(_Section):
+    """One category's own promotion floors (unset ones fall back to the gate's global floors)."""
+
+    min_precision: float | None = Field(default=None, gt=0, le=1)
+    min_recall: float | None = Field(default=None, ge=0, le=1)
+    min_pr_auc: float | None = Field(default=None, ge=0, le=1)
 
 
 class GateConfig(_Section):
-    """Promotion floors; a candidate must meet every floor for every category."""
+    """Promotion floors; a candidate must meet every floor for every category.
+
+    Attributes:
+        min_precision, min_recall, min_pr_auc: Floors for every category (holdout, at the
+            thresholds chosen on val).
+        category_floors: Per-category overrides, e.g. a category whose model is still young
+            may gate on a lower recall; a precision floor is never zero there, so a model that
+            flags at chance can never pass.
+        max_regression: Largest allowed drop of ``regression_metric`` against the champion.
+        regression_metric: The metric compared with the champion on the same holdout.
+    """
 
     min_precision: float = Field(default=0.95, ge=0, le=1)
     min_recall: float = Field(default=0.94, ge=0, le=1)
     min_pr_auc: float = Field(default=0.0, ge=0, le=1)
+    category_floors: dict[str, CategoryFloors] = Field(default_factory=dict)
     max_regression: float = Field(default=0.02, ge=0, le=1)
     regression_metric: Literal["pr_auc", "recall", "f1"] = "pr_auc"
+
+    def floors(self, category: str) -> tuple[float, float, float]:
+        """``(min_precision, min_recall, min_pr_auc)`` for ``category``."""
+        own = self.category_floors.get(category, CategoryFloors())
+        return (
+            self.min_precision if own.min_precision is None else own.min_precision,
+            self.min_recall if own.min_recall is None else own.min_recall,
+            self.min_pr_auc if own.min_pr_auc is None else own.min_pr_auc,
+        )
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -158,6 +430,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "ingest": IngestConfig,
     "validate": ValidateConfig,
     "split": SplitConfig,
+    "cold_start": ColdStartConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "gate": GateConfig,
@@ -206,11 +479,11 @@ def load_section(params: dict[str, Any] | str | Path, name: str) -> Any:
 
 
 def parse_section(model: type[S], raw: dict[str, Any], *, name: str) -> S:
-    """Validate ``raw`` against ``model``, turning pydantic errors into a fix-it message."""
-    allowed = list(model.model_fields)
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise ConfigError(_unknown_message(f"params section '{name}'", "key", unknown, allowed))
+    """Validate ``raw`` against ``model``, turning pydantic errors into a fix-it message.
+
+    Unknown keys are reported with a suggestion at any depth (``train.mean_teacher.emadecay``).
+    """
+    _check_keys(model, raw, where=name)
     try:
         return model(**raw)
     except ValidationError as exc:
@@ -219,6 +492,44 @@ def parse_section(model: type[S], raw: dict[str, Any], *, name: str) -> S:
             loc = ".".join(str(x) for x in err["loc"]) or "(section)"
             lines.append(f"  - {name}.{loc}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("\n".join(lines)) from None
+
+
+def _section_type(annotation: Any) -> type[_Section] | None:
+    """The config section class of a field typed ``Section`` or ``Section | None``, else None."""
+    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    for candidate in (annotation, *candidates):
+        if isinstance(candidate, type) and issubclass(candidate, _Section):
+            return candidate
+    return None
+
+
+def _mapping_section_type(annotation: Any) -> type[_Section] | None:
+    """The section class of the values of a ``dict[str, Section]`` field, else None."""
+    if typing.get_origin(annotation) is dict:
+        value = typing.get_args(annotation)[1]
+        if isinstance(value, type) and issubclass(value, _Section):
+            return value
+    return None
+
+
+def _check_keys(model: type[BaseModel], raw: dict[str, Any], *, where: str) -> None:
+    allowed = list(model.model_fields)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(_unknown_message(f"params section '{where}'", "key", unknown, allowed))
+    for key, value in raw.items():
+        annotation = model.model_fields[key].annotation
+        values_type = _mapping_section_type(annotation)
+        if values_type is not None and isinstance(value, dict):
+            for name, item in value.items():
+                if isinstance(item, dict):
+                    _check_keys(values_type, item, where=f"{where}.{key}.{name}")
+            continue
+        sub = _section_type(annotation)
+        if sub is not None and value is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"params section '{where}.{key}' must be a mapping, got {type(value).__name__}")
+            _check_keys(sub, value, where=f"{where}.{key}")
 
 
 def _unknown_message(where: str, what: str, unknown: list[str], allowed: list[str]) -> str:

@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The DVC stages of the training pipeline, in run order (the names in ``dvc.yaml``).
-STAGES: tuple[str, ...] = ("ingest", "validate", "split", "train", "evaluate", "register")
+STAGES: tuple[str, ...] = ("ingest", "validate", "cold_start", "split", "train", "evaluate", "register")
 
 _TAIL_LINES = 40
 _DB_STAMP = ".modops-db-stamp.json"

@@ -43,15 +43,22 @@ def ingest_stage(
     out_dir: Path,
     *,
     store_dir: Path,
+    labels_dir: Path,
     params_path: Path,
     settings: Settings,
     reporter: Reporter | None = None,
 ) -> dict:
-    """Ingest ``source`` into ``store_dir``; write manifest, quarantine and summary to ``out_dir``."""
+    """Ingest ``source`` into ``store_dir``; write manifest, quarantine and summary to ``out_dir``.
+
+    The labels that came with the uploads become the label store's ``upload`` (and ``seed``)
+    events, in the batch ``labels_dir/upload.parquet``.
+    """
     from modops.data.ingest import ingest
+    from modops.data.labelstore import LabelStore, upload_events
 
     rep = reporter or NullReporter()
-    cfg = load_section(params_path, "ingest")
+    params = load_params(params_path)
+    cfg, labels = load_section(params, "ingest"), load_section(params, "labels")
     with rep.task("ingest", total=None) as advance:
         summary = ingest(
             source,
@@ -61,9 +68,11 @@ def ingest_stage(
             s3_endpoint_url=settings.s3_endpoint_url,
             progress=advance,
         )
+    events = upload_events(read_manifest(out_dir / "manifest.parquet"))
+    batch = LabelStore(labels_dir).write_batch(events, name="upload", replace=True, allowed_labels=labels.all)
     rep.log(
         f"ingest: found {summary.found}, ingested {summary.ingested}, quarantined {summary.quarantined} "
-        f"{summary.quarantine_reasons or ''} -> {out_dir}"
+        f"{summary.quarantine_reasons or ''} -> {out_dir}; {batch.n_events} label events -> {batch.path}"
     )
     return summary.to_dict()
 
@@ -93,38 +102,118 @@ def validate_stage(
     return {"success": True, "checks": len(report.checks), "report": str(report.html_path)}
 
 
-def split_stage(
-    manifest_path: Path, splits_path: Path, *, holdout_path: Path, params_path: Path, reporter: Reporter | None = None
+def cold_start_stage(
+    manifest_path: Path,
+    out_dir: Path,
+    *,
+    store_dir: Path,
+    labels_dir: Path,
+    params_path: Path,
+    reporter: Reporter | None = None,
 ) -> dict:
-    """Split the manifest; the holdout at ``holdout_path`` is reused when present (frozen)."""
+    """Retrieve candidates for each category from its seed images; export them; import confirmations.
+
+    Writes ``out_dir/`` (``tasks.json`` for Label Studio import, ``labeling_config.xml``,
+    ``candidates.csv``, ``confirmations.json`` when a reviewer answered, ``metrics.json``) and the
+    label store batch ``labels_dir/retrieval.parquet`` (the confirmed decisions, possibly none).
+    """
+    from modops.active.cold_start import run_cold_start
+    from modops.data.labelstore import LabelStore
+
+    rep = reporter or NullReporter()
+    params = load_params(params_path)
+    labels, cfg, icfg = (
+        load_section(params, "labels"),
+        load_section(params, "cold_start"),
+        load_section(params, "ingest"),
+    )
+    store = LabelStore(labels_dir)
+    # The round sees the labels that came before it, never its own earlier output.
+    events = store.events()
+    snapshot = LabelStore.snapshot_of(events[events["batch"] != "retrieval"])
+    image_ids = read_manifest(manifest_path)["image_id"].tolist()
+    with rep.task("cold start", total=None):
+        result = run_cold_start(
+            image_ids,
+            snapshot,
+            reader=ImageStore(store_dir),
+            classes=labels.all,
+            cfg=cfg,
+            source=icfg.source,
+            labels_file=icfg.labels_file,
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "tasks.json", json.dumps(result.tasks, indent=1) + "\n")
+    atomic_write_text(out_dir / "labeling_config.xml", result.labeling_config + "\n")
+    atomic_write_text(out_dir / "candidates.csv", result.candidates_csv)
+    # What the reviewers returned (null while nothing is confirmed): the import's audit trail.
+    export = result.export.to_dict(orient="records") if isinstance(result.export, pd.DataFrame) else result.export
+    atomic_write_text(out_dir / "confirmations.json", json.dumps(export, indent=1, default=str) + "\n")
+    batch = store.write_batch(result.events, name="retrieval", replace=True, allowed_labels=labels.all)
+    _write_json(out_dir / "metrics.json", result.metrics)
+    precision = {c: m.get(f"p@{cfg.per_category}") for c, m in result.metrics.get("precision_at_k", {}).items()}
+    rep.log(
+        f"cold_start: seeds {result.metrics['seeds']}, {result.metrics.get('distinct_candidates', 0)} candidates, "
+        f"{batch.n_events} confirmed -> {batch.path}; precision@{cfg.per_category} {precision or '-'}; "
+        f"{result.metrics.get('note', '')}"
+    )
+    return result.metrics
+
+
+def split_stage(
+    manifest_path: Path,
+    splits_path: Path,
+    *,
+    holdout_path: Path,
+    labels_dir: Path,
+    params_path: Path,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Split the manifest with the label store's current labels; the holdout at ``holdout_path`` is frozen.
+
+    Writes ``splits_path`` (with each label's source) and, beside it, ``label_version.json``:
+    the label-store version the split (and so every model trained on it) used.
+    """
+    from modops.data.labelstore import LabelStore
     from modops.data.split import split_manifest
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
+    store = LabelStore(labels_dir)
+    snapshot, version = store.snapshot(), store.version()
+    manifest = read_manifest(manifest_path)[["image_id", "phash"]]
+    frame = manifest.merge(snapshot[["image_id", "label", "source"]], on="image_id", how="left")
+    frame = frame.astype({"label": object, "source": object}).where(frame.notna(), None)
+    orphans = int((~snapshot["image_id"].isin(manifest["image_id"])).sum())
     frozen = pd.read_parquet(holdout_path) if holdout_path.is_file() else None
     result = split_manifest(
-        read_manifest(manifest_path),
-        load_section(params, "split"),
-        labels=load_section(params, "labels"),
-        frozen_holdout=frozen,
+        frame, load_section(params, "split"), labels=load_section(params, "labels"), frozen_holdout=frozen
     )
     atomic_write_parquet(splits_path, result.splits)
+    _write_json(splits_path.parent / "label_version.json", {**version.to_dict(), "orphan_labels": orphans})
     if result.created_holdout:
         atomic_write_parquet(holdout_path, result.holdout)
     counts = result.counts()
-    rep.log(f"split: {json.dumps(counts)}; holdout {'frozen now' if result.created_holdout else 'reused (frozen)'}")
-    return {"counts": counts, "created_holdout": result.created_holdout}
+    rep.log(
+        f"split: {json.dumps(counts)}; holdout {'frozen now' if result.created_holdout else 'reused (frozen)'}; "
+        f"labels {version.id} ({version.n_labelled} labelled, {orphans} for images not in the manifest)"
+    )
+    return {"counts": counts, "created_holdout": result.created_holdout, "label_version": version.id}
 
 
-def _labelled_ids(
-    manifest: pd.DataFrame, splits: pd.DataFrame, split: str, classes: tuple[str, ...]
-) -> tuple[list[str], np.ndarray]:
-    """Ids and class indices of one split, with labels from the current manifest."""
-    ids = splits.loc[splits["split"] == split, "image_id"]
-    rows = manifest.set_index("image_id").reindex(ids)
-    rows = rows[rows["label"].notna()]
+def _split_rows(splits: pd.DataFrame, split: str, classes: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Ids and class indices of the labelled images of one split."""
+    rows = splits[(splits["split"] == split) & splits["label"].notna()]
     index = {c: i for i, c in enumerate(classes)}
-    return rows.index.tolist(), rows["label"].map(index).to_numpy(dtype=np.int64)
+    unknown = sorted(set(rows["label"]) - set(index))
+    if unknown:
+        raise StageError(f"splits have labels {unknown} outside params labels {list(classes)}; re-run the split stage")
+    return rows["image_id"].tolist(), rows["label"].map(index).to_numpy(dtype=np.int64)
+
+
+def _label_version(splits_path: Path) -> str | None:
+    path = splits_path.parent / "label_version.json"
+    return json.loads(path.read_text())["id"] if path.is_file() else None
 
 
 def train_stage(
@@ -138,28 +227,28 @@ def train_stage(
     metrics_path: Path | None = None,
     reporter: Reporter | None = None,
 ) -> dict:
-    """Train a candidate with the trainer named in params; log the run to MLflow when ``settings`` is given."""
-    import torch
+    """Train a candidate with the trainer named in params; log the run to MLflow when ``settings`` is given.
 
-    from modops.data.transforms import load_uint8_batch
-    from modops.models.io import ModelSpec, save_model
+    Images stream from ``store_dir`` (nothing is preloaded); the model folder records the
+    label version of the split it was trained on.
+    """
+    from modops.models.io import save_members
     from modops.training import TrainData, get_trainer
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg = load_section(params, "labels"), load_section(params, "train")
     trainer = get_trainer(cfg.trainer)
-    manifest, splits = read_manifest(manifest_path), pd.read_parquet(splits_path)
-    store = ImageStore(store_dir)
-    tensors = {}
-    for split in ("train", "val"):
-        ids, y = _labelled_ids(manifest, splits, split, labels.all)
-        with rep.task(f"decode {split}", total=len(ids)) as advance:
-            tensors[split] = (
-                load_uint8_batch(store.get, ids, image_size=cfg.image_size, progress=advance),
-                torch.from_numpy(y),
-            )
-    data = TrainData(tensors["train"][0], tensors["train"][1], tensors["val"][0], tensors["val"][1])
+    splits = pd.read_parquet(splits_path)
+    train_ids, train_y = _split_rows(splits, "train", labels.all)
+    val_ids, val_y = _split_rows(splits, "val", labels.all)
+    unlabeled = splits.loc[splits["split"] == "unlabeled", "image_id"].tolist()
+    data = TrainData(ImageStore(store_dir), train_ids, train_y, val_ids, val_y, unlabeled)
+    label_version = _label_version(splits_path)
+    rep.log(
+        f"train: {cfg.trainer}/{cfg.backbone}: {len(train_ids)} train, {len(val_ids)} val, {len(unlabeled)} unlabelled "
+        f"images; labels {label_version}"
+    )
 
     def on_step(phase: str, done: int, total: int) -> None:
         advance(1)
@@ -170,14 +259,25 @@ def train_stage(
         result = trainer(data, cfg=cfg, class_names=labels.all, progress=on_step)
     for h in result.history:
         rep.log("train: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
-    save_model(result.model, ModelSpec(backbone=cfg.backbone, classes=labels.all, image_size=cfg.image_size), model_dir)
+    spec = result.spec(labels.all, trainer=cfg.trainer, label_version=label_version)
+    save_members(result.networks, spec, model_dir)
+    # The learning curves travel with the model (per epoch: val loss and macro PR-AUC, train loss).
+    _write_json(model_dir / "history.json", {"history": result.history, "info": result.info})
     summary = {
+        "trainer": cfg.trainer,
+        "kind": result.kind,
+        "members": [f"{m.name}:{m.backbone}@{m.image_size}{'+cbam' if m.cbam else ''}" for m in result.members],
+        "label_version": label_version,
         "best_epoch": result.best_epoch,
         "seconds": round(result.seconds, 1),
         "train_images_per_s": round(result.train_images_per_s, 1),
-        "n_train": len(data.train_y),
-        "n_val": len(data.val_y),
-        "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history),
+        "n_train": len(train_ids),
+        "n_val": len(val_ids),
+        "n_unlabeled": len(unlabeled),
+        "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history if h.get("phase") != "stage1")
+        if result.kind == "cascade"
+        else max(h["val_macro_pr_auc"] for h in result.history),
+        **{k: v for k, v in result.info.items() if not isinstance(v, dict)},
     }
     if settings is not None:
         summary["mlflow_run_id"] = _log_training(
@@ -185,8 +285,17 @@ def train_stage(
         )
     if metrics_path is not None:
         _write_json(metrics_path, summary)
-    rep.log(f"train: {json.dumps(summary)}")
+    rep.log(f"train: {json.dumps(summary, default=str)}")
     return summary
+
+
+def _flatten(prefix: str, value: object) -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}", v))
+        return out
+    return {prefix: value}
 
 
 def _log_training(settings: Settings, *, cfg, result, summary: dict, manifest_path: Path) -> str:  # noqa: ANN001
@@ -196,18 +305,42 @@ def _log_training(settings: Settings, *, cfg, result, summary: dict, manifest_pa
 
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{cfg.trainer}-{cfg.backbone}") as run:
-        mlflow.log_params({f"train.{k}": v for k, v in cfg.model_dump().items()})
+        mlflow.log_params(_flatten("train", cfg.model_dump()))
         mlflow.set_tags(
             {
                 "modops.data_version": file_hash(manifest_path),
+                "modops.label_version": str(summary.get("label_version")),
                 "modops.git_revision": git_revision(),
                 "modops.stage": "train",
+                "modops.trainer": cfg.trainer,
             }
         )
-        for h in result.history:
-            mlflow.log_metrics({k: float(v) for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
+        for step, h in enumerate(result.history, start=1):
+            phase = h.get("phase", "train")
+            mlflow.log_metrics(
+                {f"{phase}.{k}": float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"},
+                step=step,
+            )
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, int | float)})
         return run.info.run_id
+
+
+def _score_split(predictor, splits: pd.DataFrame, split: str, *, store: ImageStore, cfg, classes, rep: Reporter):  # noqa: ANN001, ANN202
+    """Score one split's labelled images; unreadable images stop the stage (they passed ingest)."""
+    from modops.scoring.batch import score_ids
+
+    ids, y = _split_rows(splits, split, classes)
+    with rep.task(f"score {split}", total=len(ids)) as advance:
+        scores = score_ids(
+            predictor, ids, reader=store, batch_size=cfg.batch_size, workers=cfg.workers, progress=advance
+        )
+    if not scores.ok.all():
+        bad = [f"{i}: {e}" for i, e, ok in zip(ids, scores.errors, scores.ok, strict=True) if not ok]
+        raise StageError(
+            f"{len(bad)} {split} image(s) could not be read from the store, e.g. {bad[:3]}; "
+            "re-run ingest (dvc repro --force ingest) to restore them"
+        )
+    return ids, y, scores
 
 
 def evaluate_stage(
@@ -220,85 +353,119 @@ def evaluate_stage(
     params_path: Path,
     reporter: Reporter | None = None,
 ) -> dict:
-    """Choose thresholds on val, measure the holdout; write metrics.json, thresholds.json, PR-curve CSVs, scores."""
+    """Choose thresholds on val, measure the holdout; write metrics, thresholds, PR curves, scores, Grad-CAM grids."""
     from modops.evaluation.metrics import evaluate
-    from modops.models.io import load_model
-    from modops.scoring.batch import score_ids
+    from modops.models.predictor import load_predictor
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg = load_section(params, "labels"), load_section(params, "evaluate")
-    model, spec = load_model(model_dir)
-    if tuple(spec.classes) != labels.all:
+    predictor = load_predictor(model_dir)
+    if tuple(predictor.spec.classes) != labels.all:
         raise StageError(
-            f"model classes {spec.classes} differ from params labels {labels.all}; retrain (dvc repro train)"
+            f"model classes {predictor.spec.classes} differ from params labels {labels.all}; retrain (dvc repro train)"
         )
-    manifest, splits = read_manifest(manifest_path), pd.read_parquet(splits_path)
-    store = ImageStore(store_dir)
-    scored = {}
-    for split in ("val", "holdout"):
-        ids, y = _labelled_ids(manifest, splits, split, labels.all)
-        with rep.task(f"score {split}", total=len(ids)) as advance:
-            scored[split] = (
-                ids,
-                y,
-                score_ids(model, spec, ids, read=store.get, batch_size=cfg.batch_size, progress=advance),
-            )
+    splits, store = pd.read_parquet(splits_path), ImageStore(store_dir)
+    scored = {
+        s: _score_split(predictor, splits, s, store=store, cfg=cfg, classes=labels.all, rep=rep)
+        for s in ("val", "holdout")
+    }
     report, curves = evaluate(
         scored["val"][1],
-        scored["val"][2],
+        scored["val"][2].probs,
         scored["holdout"][1],
-        scored["holdout"][2],
+        scored["holdout"][2].probs,
         class_names=labels.all,
         negative=labels.negative,
-        target_precision=cfg.target_precision,
+        target_precision=cfg.targets(labels.categories),
         confidence=cfg.confidence,
     )
     metrics = report.to_metrics_json()
+    metrics["kind"] = predictor.spec.kind
+    metrics["stage2_share"] = {s: round(scored[s][2].stage2_share, 6) for s in ("val", "holdout")}
+    metrics["label_version"] = predictor.spec.label_version
     _write_json(out_dir / "metrics.json", metrics)
     _write_json(out_dir / "thresholds.json", report.thresholds)
     for cat, points in curves.items():
         frame = pd.DataFrame(points)[["recall", "precision", "threshold"]]
         atomic_write_text(out_dir / "plots" / f"pr_{cat}.csv", frame.to_csv(index=False, float_format="%.6f"))
-    ids, y, probs = scored["holdout"]
-    scores = pd.DataFrame({"image_id": ids, "label": [labels.all[i] for i in y]})
+    ids, y, scores = scored["holdout"]
+    frame = pd.DataFrame({"image_id": ids, "label": [labels.all[i] for i in y], "stage2": scores.stage2})
     for i, c in enumerate(labels.all):
-        scores[f"p_{c}"] = probs[:, i]
-    atomic_write_parquet(out_dir / "holdout_scores.parquet", scores)
+        frame[f"p_{c}"] = scores.probs[:, i]
+    atomic_write_parquet(out_dir / "holdout_scores.parquet", frame)
+    (out_dir / "explain").mkdir(parents=True, exist_ok=True)  # a DVC output even when the grids are off
+    if cfg.explain_examples:
+        _explain_holdout(
+            predictor, frame, report.thresholds, store=store, out_dir=out_dir / "explain", cfg=cfg, rep=rep
+        )
     rep.log(
         "evaluate: "
         + ", ".join(
             f"{c}: P={m.precision:.3f} R={m.recall:.3f} AP={m.pr_auc:.3f} @t={m.threshold:.3f}"
             for c, m in report.categories.items()
         )
+        + (f"; stage 2 share {metrics['stage2_share']}" if predictor.spec.kind == "cascade" else "")
     )
     return metrics
 
 
-def _champion_metrics(
-    name: str, version: str, *, manifest: pd.DataFrame, splits: pd.DataFrame, store: ImageStore, labels, cfg
-) -> dict:  # noqa: ANN001
+def _explain_holdout(predictor, scores: pd.DataFrame, thresholds: dict, *, store, out_dir: Path, cfg, rep) -> None:  # noqa: ANN001
+    """Grad-CAM grids of every category's top positives, false positives and false negatives."""
+    from modops.evaluation.explain_report import explanation_grids
+
+    grids = explanation_grids(predictor, scores, thresholds, reader=store, k=cfg.explain_examples)
+    for name, image in grids.items():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{name}.png.tmp"
+        image.save(tmp, format="PNG")
+        tmp.replace(out_dir / f"{name}.png")
+    rep.log(f"evaluate: {len(grids)} Grad-CAM grids -> {out_dir}")
+
+
+def _champion_metrics(name: str, version: str, *, splits: pd.DataFrame, store: ImageStore, labels, cfg) -> dict:  # noqa: ANN001
     """Re-score the champion on today's holdout at its own thresholds: a like-for-like comparison."""
     import tempfile
 
     from modops.evaluation.metrics import category_metrics
-    from modops.models.io import load_model
+    from modops.models.predictor import load_predictor
     from modops.registry.promotion import download_model_dir
     from modops.scoring.batch import score_ids
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, spec = load_model(download_model_dir(name, version, Path(tmp)))
-    ids, y = _labelled_ids(manifest, splits, "holdout", labels.all)
-    probs = score_ids(model, spec, ids, read=store.get, batch_size=cfg.batch_size)
+        predictor = load_predictor(download_model_dir(name, version, Path(tmp)))
+    ids, y = _split_rows(splits, "holdout", labels.all)
+    scores = score_ids(predictor, ids, reader=store, batch_size=cfg.batch_size, workers=cfg.workers)
+    if not scores.ok.all():
+        raise StageError(f"{int((~scores.ok).sum())} holdout image(s) could not be read from the store; re-run ingest")
     out = {}
-    for i, cat in enumerate(spec.classes):
-        if cat == labels.negative or cat not in spec.thresholds:
+    for cat in labels.categories:
+        if cat not in predictor.spec.classes or cat not in predictor.spec.thresholds:
             continue
+        # Classes are matched by name, so a champion with another class order compares correctly.
+        col, truth = predictor.spec.classes.index(cat), labels.all.index(cat)
         m = category_metrics(
-            y == i, probs[:, i], category=cat, threshold=spec.thresholds[cat], confidence=cfg.confidence
+            y == truth,
+            scores.probs[:, col],
+            category=cat,
+            threshold=predictor.spec.thresholds[cat],
+            confidence=cfg.confidence,
         )
         out[cat] = m.to_dict()
     return out
+
+
+def _weights_hash(model_dir: Path) -> str:
+    """sha256 over every member's weights file (in member order): the model's identity."""
+    import hashlib
+
+    from modops.models.io import read_spec
+
+    digest = hashlib.sha256()
+    for member in read_spec(model_dir).members:
+        with open(model_dir / member.weights, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()
 
 
 def register_stage(
@@ -331,7 +498,7 @@ def register_stage(
     configure_mlflow(settings)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     thresholds = json.loads((eval_dir / "thresholds.json").read_text())
-    weights_sha = file_hash(model_dir / "model.safetensors", "sha256")
+    weights_sha = _weights_hash(model_dir)
     champ = champion_version(name)
     champion_metrics, label = None, "champion"
     if champ is not None:
@@ -342,7 +509,6 @@ def register_stage(
             champion_metrics = _champion_metrics(
                 name,
                 champ.version,
-                manifest=read_manifest(manifest_path),
                 splits=pd.read_parquet(splits_path),
                 store=ImageStore(store_dir),
                 labels=labels,
@@ -358,8 +524,10 @@ def register_stage(
         for k, v in m.items()
         if k in ("precision", "recall", "f1", "pr_auc", "threshold")
     }
+    flat.update({f"stage2_share.{split}": float(v) for split, v in metrics.get("stage2_share", {}).items()})
     reg = register_candidate(
         model_dir,
+        eval_dir=eval_dir,
         name=name,
         thresholds=thresholds,
         weights_sha=weights_sha,
@@ -368,6 +536,7 @@ def register_stage(
         metrics=flat,
         run_id=run_id,
         tags={
+            "modops.label_version": str(metrics.get("label_version")),
             "modops.data_version": file_hash(manifest_path),
             "modops.holdout_version": file_hash(holdout_path) if holdout_path.is_file() else "none",
             "modops.git_revision": git_revision(),
@@ -378,3 +547,70 @@ def register_stage(
     word = "PASSED -> champion" if verdict.passed else "FAILED -> champion unchanged"
     rep.log(f"register: {name} v{reg.version} gate {word}\n" + "\n".join(f"  - {r}" for r in verdict.reasons))
     return record
+
+
+def explain_image_stage(
+    image: Path,
+    out: Path,
+    *,
+    model_dir: Path | None,
+    model_uri: str | None,
+    category: str | None,
+    settings: Settings,
+) -> dict:
+    """Write a Grad-CAM PNG for one image with a local model folder or a registered model (champion by default)."""
+    import tempfile
+
+    from modops.evaluation.explain_report import explain_image
+    from modops.models.predictor import load_predictor
+
+    if not image.is_file():
+        raise FileNotFoundError(f"no such image file: {image}")
+    if model_dir is not None:
+        predictor = load_predictor(model_dir)
+    else:
+        from modops.registry.promotion import download_uri_model_dir
+        from modops.registry.tracking import configure_mlflow
+
+        configure_mlflow(settings)
+        uri = model_uri or f"models:/{settings.model_name}@champion"
+        with tempfile.TemporaryDirectory() as tmp:
+            predictor = load_predictor(download_uri_model_dir(uri, Path(tmp)))
+    grid, info = explain_image(predictor, image.read_bytes(), category=category)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_png = out.with_name(f".{out.name}.tmp")
+    grid.save(tmp_png, format="PNG")
+    tmp_png.replace(out)
+    return {"image": str(image), "out": str(out), **info}
+
+
+def labels_status_stage(labels_dir: Path, *, as_of: str | None = None) -> dict:
+    """The label store's version and counts, now or as of a moment."""
+    from modops.data.labelstore import LabelStore
+
+    store = LabelStore(labels_dir)
+    snap = store.snapshot(as_of=as_of)
+    return {
+        **store.version(as_of=as_of).to_dict(),
+        "by_source": {str(k): int(v) for k, v in snap["source"].value_counts().sort_index().items()},
+        "batches": [b.name for b in store.batches()],
+    }
+
+
+def labels_import_stage(export: Path, labels_dir: Path, *, source: str, round_: int, params_path: Path) -> dict:
+    """Append a reviewers' export (Label Studio JSON / JSON_MIN / CSV) to the label store as a new batch."""
+    from modops.active.labelstudio import parse_export, parse_export_csv
+    from modops.data.labelstore import LabelStore, events_from_frame
+
+    if not export.is_file():
+        raise FileNotFoundError(f"no such export file: {export}")
+    labels = load_section(params_path, "labels")
+    frame = parse_export_csv(export) if export.suffix.lower() == ".csv" else parse_export(export)
+    if frame.empty:
+        raise StageError(f"{export} holds no usable annotations (cancelled or empty ones are skipped)")
+    now = pd.Timestamp.now(tz="UTC")
+    frame["who"] = frame["who"].fillna("unknown") if "who" in frame else "unknown"
+    frame["when"] = pd.to_datetime(frame["when"], utc=True).fillna(now) if "when" in frame else now
+    events = events_from_frame(frame, source=source, who="who", when="when", round=round_)
+    batch = LabelStore(labels_dir).append(events, source_name=source, allowed_labels=labels.all)
+    return {"imported": 0 if batch is None else batch.n_events, "batch": None if batch is None else batch.name}

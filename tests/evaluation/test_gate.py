@@ -200,3 +200,28 @@ def test_pr_auc_floor_fails_a_category_that_ranks_at_chance():
     assert not verdict.passed
     assert [r for r in verdict.reasons if r.startswith("b pr_auc")]
     assert gate(candidate, min_precision=0.0, min_recall=0.0, min_pr_auc=0.0).passed
+
+
+def test_category_floors_override_the_global_ones():
+    cand = {
+        "weapon": {"precision": 0.6, "recall": 0.3, "pr_auc": 0.35},
+        "disgusting": {"precision": 0.97, "recall": 0.95, "pr_auc": 0.99},
+    }
+    cfg = GateConfig(
+        min_precision=0.95, min_recall=0.9, category_floors={"weapon": {"min_precision": 0.5, "min_recall": 0.25}}
+    )
+    v = gate_from_config(cand, cfg)
+    assert v.passed, v.reasons
+    assert "weapon: 0.5/0.25/0" in v.reasons[0]
+    stricter = GateConfig(min_precision=0.95, min_recall=0.9, category_floors={"weapon": {"min_pr_auc": 0.5}})
+    failed = gate_from_config(cand, stricter)
+    assert not failed.passed and any("weapon precision" in r for r in failed.reasons)  # global 0.95 still applies
+    with pytest.raises(ValueError, match="does not have"):
+        gate_from_config(cand, GateConfig(category_floors={"kitten": {"min_recall": 0.1}}))
+
+
+def test_category_precision_floor_is_never_zero():
+    from modops.config import ConfigError, load_section
+
+    with pytest.raises(ConfigError, match="min_precision"):
+        load_section({"gate": {"category_floors": {"weapon": {"min_precision": 0.0}}}}, "gate")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from modops.config import load_settings
+from modops.data.labelstore import LabelStore
 from modops.stages import (
     StageError,
+    cold_start_stage,
     evaluate_stage,
     ingest_stage,
     register_stage,
@@ -25,36 +28,76 @@ from modops.stages import (
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_TRAIN = {
-    "backbone": "mobilenet_v3_small",
+    "trainer": "supervised",
+    "backbone": "cnn_small",
     "image_size": 32,
     "epochs": 1,
     "samples_per_epoch": 256,
     "batch_size": 32,
+    "workers": 0,
 }
+FAST_COLD_START = {"steps": 20, "image_size": 32, "per_category": 10, "pool_negatives": 100, "workers": 0}
 
 
-def _params(tmp_path: Path, **overrides: dict) -> Path:
+def _params(tmp_path: Path, name: str = "params.yaml", **overrides: dict) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(FAST_TRAIN)
+    params["cold_start"].update(FAST_COLD_START)
+    params["evaluate"].update({"workers": 0, "explain_examples": 2})
     params["validate"]["min_count_per_class"] = 5
     for section, values in overrides.items():
         params[section].update(values)
-    p = tmp_path / "params.yaml"
+    p = tmp_path / name
     p.write_text(yaml.safe_dump(params))
     return p
 
 
 @pytest.mark.slow
 def test_stage_chain_and_gates(small_pool, tmp_path):
-    params = _params(tmp_path, gate={"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "max_regression": 1.0})
-    settings = load_settings()
     d = tmp_path
-    summary = ingest_stage(str(small_pool), d / "ing", store_dir=d / "store", params_path=params, settings=settings)
-    assert summary["ingested"] == 600 and summary["quarantined"] == 0
-    validate_stage(d / "ing/manifest.parquet", d / "val", params_path=params)
-    split_stage(
-        d / "ing/manifest.parquet", d / "splits.parquet", holdout_path=d / "holdout.parquet", params_path=params
+    params = _params(
+        d,
+        gate={"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "max_regression": 1.0, "category_floors": {}},
+        ingest={"source": str(small_pool)},
     )
+    settings = load_settings()
+    summary = ingest_stage(
+        str(small_pool),
+        d / "ing",
+        store_dir=d / "store",
+        labels_dir=d / "labels",
+        params_path=params,
+        settings=settings,
+    )
+    assert summary["ingested"] == 615 and summary["quarantined"] == 0  # 600 pool images + 15 seeds
+    upload = LabelStore(d / "labels").snapshot()
+    assert (upload["source"] == "seed").sum() == 15 and (upload["source"] == "upload").sum() == 480
+    validate_stage(d / "ing/manifest.parquet", d / "val", params_path=params)
+
+    cold = cold_start_stage(
+        d / "ing/manifest.parquet", d / "cold", store_dir=d / "store", labels_dir=d / "labels", params_path=params
+    )
+    assert cold["seeds"] == {"promo_spam": 5, "disgusting": 5, "weapon": 5} and cold["unlabelled_pool"] == 120
+    assert cold["confirmed"] == cold["distinct_candidates"] > 0  # the demo oracle answered every task
+    assert set(cold["precision_at_k"]) == {"promo_spam", "disgusting", "weapon"}
+    tasks = json.loads((d / "cold/tasks.json").read_text())
+    assert tasks and tasks[0]["predictions"][0]["result"][0]["value"]["choices"]
+    assert '<Choice value="weapon"' in (d / "cold/labeling_config.xml").read_text()
+    retrieval = LabelStore(d / "labels").snapshot(sources=["retrieval"])
+    assert len(retrieval) == cold["confirmed"]
+
+    split = split_stage(
+        d / "ing/manifest.parquet",
+        d / "splits.parquet",
+        holdout_path=d / "holdout.parquet",
+        labels_dir=d / "labels",
+        params_path=params,
+    )
+    splits = pd.read_parquet(d / "splits.parquet")
+    evaluated = splits[splits["split"].isin(["val", "holdout"])]
+    assert set(evaluated["source"]) == {"upload"}  # seeds and retrieval labels train only
+    assert split["label_version"].startswith("lv-")
+
     train = train_stage(
         d / "ing/manifest.parquet",
         d / "splits.parquet",
@@ -65,6 +108,7 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         metrics_path=d / "train.json",
     )
     assert train["mlflow_run_id"] and (d / "model/model.safetensors").is_file()
+    assert json.loads((d / "model/model.json").read_text())["label_version"] == split["label_version"]
     metrics = evaluate_stage(
         d / "model",
         d / "ing/manifest.parquet",
@@ -76,6 +120,7 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     assert set(metrics["holdout"]) == {"promo_spam", "disgusting", "weapon"}
     for cat in metrics["holdout"]:
         assert (d / "eval/plots" / f"pr_{cat}.csv").read_text().startswith("recall,precision,threshold")
+        assert (d / "eval/explain" / f"{cat}_false_positives.png").is_file()
 
     kwargs = dict(
         store_dir=d / "store",
@@ -95,8 +140,20 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     assert first["gate"]["passed"] and first["registration"]["champion_after"] == first["registration"]["version"]
     assert first["registration"]["run_id"] == train["mlflow_run_id"]  # model lives in the training run
 
-    # Impossible floors: the candidate (a retrained model) fails, and the champion stays put.
-    strict = _params(tmp_path, gate={"min_precision": 1.0, "min_recall": 1.0}, train={"seed": 5})
+    # A cascade candidate under impossible floors: it fails, and the champion stays put.
+    strict = _params(
+        d,
+        "strict.yaml",
+        gate={"min_precision": 1.0, "min_recall": 1.0},
+        train={"seed": 5, "trainer": "ohem_cascade"},
+        ingest={"source": str(small_pool)},
+    )
+    with open(strict) as fh:
+        raw = yaml.safe_load(fh)
+    raw["train"]["ohem_cascade"].update(
+        {"stage2_epochs": 1, "stage2_samples_per_epoch": 128, "hard_examples": 64, "stage2_image_size": 32}
+    )
+    strict.write_text(yaml.safe_dump(raw))
     train_stage(
         d / "ing/manifest.parquet",
         d / "splits.parquet",
@@ -105,7 +162,8 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         params_path=strict,
         settings=settings,
     )
-    evaluate_stage(
+    assert json.loads((d / "model2/model.json").read_text())["kind"] == "cascade"
+    cascade_metrics = evaluate_stage(
         d / "model2",
         d / "ing/manifest.parquet",
         d / "splits.parquet",
@@ -113,6 +171,7 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         store_dir=d / "store",
         params_path=strict,
     )
+    assert 0.0 <= cascade_metrics["stage2_share"]["holdout"] <= 1.0
     second = register_stage(
         d / "model2",
         d / "eval2",
@@ -132,7 +191,14 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
 def test_validation_failure_stops_with_report(small_pool, tmp_path):
     params = _params(tmp_path, validate={"min_count_per_class": 10_000})
     settings = load_settings()
-    ingest_stage(str(small_pool), tmp_path / "ing", store_dir=tmp_path / "store", params_path=params, settings=settings)
+    ingest_stage(
+        str(small_pool),
+        tmp_path / "ing",
+        store_dir=tmp_path / "store",
+        labels_dir=tmp_path / "labels",
+        params_path=params,
+        settings=settings,
+    )
     with pytest.raises(StageError, match="class_count_min") as exc:
         validate_stage(tmp_path / "ing/manifest.parquet", tmp_path / "val", params_path=params)
     assert "index.html" in str(exc.value) and (tmp_path / "val/index.html").is_file()

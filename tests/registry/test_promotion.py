@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from modops.config import load_settings
-from modops.models import ModelSpec, create_model, save_model
+from modops.models import MemberSpec, ModelSpec, create_model, load_predictor, save_members
 from modops.registry.promotion import CHALLENGER, CHAMPION, champion_version, register_candidate
 from modops.registry.tracking import configure_mlflow
 from tests.conftest import image_bytes
@@ -20,16 +20,32 @@ from tests.conftest import image_bytes
 CLASSES = ("clean", "promo_spam", "weapon")
 
 
-def _model_dir(tmp_path, seed: int):
+def _model_dir(tmp_path, seed: int, *, cascade: bool = False):
     torch.manual_seed(seed)
-    d = tmp_path / f"model{seed}"
-    save_model(create_model("mobilenet_v3_small", num_classes=3), ModelSpec("mobilenet_v3_small", CLASSES, 32), d)
+    d = tmp_path / f"model{seed}{'c' if cascade else ''}"
+    if cascade:
+        members = (
+            MemberSpec("stage1", "cnn_small", 32, weights="stage1.safetensors"),
+            MemberSpec("stage2", "mobilenet_v3_small", 32, weights="stage2.safetensors"),
+        )
+        spec = ModelSpec(
+            CLASSES, members, kind="cascade", combine={"rule": "band", "low": 0.0, "high": 1.0, "fuse": "mean"}
+        )
+        nets = {
+            "stage1": create_model("cnn_small", num_classes=3),
+            "stage2": create_model("mobilenet_v3_small", num_classes=3),
+        }
+    else:
+        spec = ModelSpec(CLASSES, (MemberSpec("model", "mobilenet_v3_small", 32),))
+        nets = {"model": create_model("mobilenet_v3_small", num_classes=3)}
+    save_members(nets, spec, d)
     return d
 
 
-def _register(d, *, passed: bool, sha: str):
+def _register(d, *, passed: bool, sha: str, eval_dir=None):
     return register_candidate(
         d,
+        eval_dir=eval_dir,
         name="m",
         thresholds={"promo_spam": 0.5, "weapon": 0.0},
         weights_sha=sha,
@@ -71,8 +87,10 @@ def test_reregistering_the_same_weights_reuses_the_version(mlflow_state, tmp_pat
     assert b.reused_existing_version and a.version == b.version
 
 
-def test_champion_loads_and_scores_in_a_fresh_process(mlflow_state, tmp_path):
-    _register(_model_dir(tmp_path, 0), passed=True, sha="d" * 64)
+@pytest.mark.parametrize("cascade", [False, True], ids=["single", "cascade"])
+def test_champion_loads_and_scores_in_a_fresh_process(mlflow_state, tmp_path, cascade):
+    """The registered pyfunc serves a single model and a cascade alike, and ships no demo generator."""
+    _register(_model_dir(tmp_path, 0, cascade=cascade), passed=True, sha="d" * 64)
     img = tmp_path / "new.jpg"
     img.write_bytes(image_bytes(5, size=(80, 60)))
     code = f"""
@@ -89,15 +107,32 @@ print(out.to_json(orient="records"))
     assert rows.loc[0, "error"] == "" and abs(rows.loc[0, ["p_clean", "p_promo_spam", "p_weapon"]].sum() - 1) < 1e-4
     assert bool(rows.loc[0, "flag_weapon"])  # threshold 0.0 flags everything that decoded
     assert rows.loc[1, "error"] and not rows.loc[1, "flagged"]
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts("models:/m@champion", dst_path=str(tmp_path / "dl"))
+    shipped = {p.name for p in (tmp_path / "dl").rglob("*") if p.is_dir()}
+    assert "training" in shipped and "demo" not in shipped, local
+
+
+def test_evaluation_artifacts_are_logged_with_the_model(mlflow_state, tmp_path):
+    from mlflow import MlflowClient
+    from PIL import Image
+
+    ev = tmp_path / "eval"
+    (ev / "explain").mkdir(parents=True)
+    (ev / "metrics.json").write_text("{}")
+    Image.new("RGB", (8, 8)).save(ev / "explain" / "weapon_false_positives.png")
+    reg = _register(_model_dir(tmp_path, 3), passed=True, sha="e" * 64, eval_dir=ev)
+    names = [a.path for a in MlflowClient().list_artifacts(reg.run_id, "evaluation/explain")]
+    assert names == ["evaluation/explain/weapon_false_positives.png"]
 
 
 def test_pyfunc_accepts_base64_and_rejects_bad_frames(tmp_path):
-    from modops.models import load_model
     from modops.registry.pyfunc import predict_frame
 
-    model, spec = load_model(_model_dir(tmp_path, 0))
+    predictor = load_predictor(_model_dir(tmp_path, 0))
     b64 = base64.b64encode(image_bytes(1)).decode()
-    out = predict_frame(model, spec, pd.DataFrame({"image": [b64, "!!notbase64!!"]}))
+    out = predict_frame(predictor, pd.DataFrame({"image": [b64, "!!notbase64!!"]}))
     assert out.loc[0, "error"] == "" and "base64" in out.loc[1, "error"]
     with pytest.raises(ValueError, match="'image' or 'path'"):
-        predict_frame(model, spec, pd.DataFrame({"x": [1]}))
+        predict_frame(predictor, pd.DataFrame({"x": [1]}))

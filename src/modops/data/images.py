@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import imagehash
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-__all__ = ["QUARANTINE_REASONS", "DecodedImage", "QuarantineError", "decode_image", "open_rgb"]
+__all__ = ["QUARANTINE_REASONS", "DecodeLimits", "DecodedImage", "QuarantineError", "decode_image", "open_rgb"]
 
 #: Every reason a file can be quarantined for; ``quarantine.parquet`` uses these codes.
 QUARANTINE_REASONS: dict[str, str] = {
@@ -113,18 +113,35 @@ def decode_image(
     return DecodedImage(width=width, height=height, format=fmt, phash=str(imagehash.phash(img)))
 
 
-def _open_header(data: bytes) -> Image.Image:
-    # Image.open only parses the header; pixel data is decoded later by load().
+def _open_header(data: bytes, *, formats: tuple[str, ...] | None = None) -> Image.Image:
+    # Image.open only parses the header; pixel data is decoded later by load(). With
+    # ``formats`` only those plugins may even look at the bytes.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise QuarantineError("decompression_bomb", str(exc)) from None
     except UnidentifiedImageError:
+        sniffed = _sniff_format(data) if formats is not None else None
+        if sniffed is not None and sniffed not in formats:
+            raise QuarantineError("unsupported_format", f"{sniffed} not in {list(formats)}") from None
         raise QuarantineError("not_an_image", f"{len(data)} bytes, unrecognised header") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise QuarantineError("corrupt", f"header: {exc}") from None
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format whose magic bytes ``data`` starts with, asking only the plugins' prefix checks (no decoder runs)."""
+    Image.init()
+    prefix = data[:16]
+    for fmt, (_, accept) in Image.OPEN.items():
+        try:
+            if accept is not None and accept(prefix):
+                return fmt
+        except Exception:  # noqa: BLE001 - a plugin's prefix check must not decide anything else
+            continue
+    return None
 
 
 def _load_fully(img: Image.Image) -> None:
@@ -145,22 +162,53 @@ def _load_fully(img: Image.Image) -> None:
         raise QuarantineError("corrupt", str(exc)) from None
 
 
-def open_rgb(data: bytes, *, draft_size: int | None = None) -> Image.Image:
-    """Decode already-ingested bytes to an RGB image (alpha composited on white).
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The limits every decode of an untrusted image enforces, at ingest and after.
+
+    Attributes:
+        max_pixels: Largest allowed ``width * height``.
+        max_bytes: Largest allowed encoded size in bytes.
+        allowed_formats: PIL format names whose decoders may run at all.
+    """
+
+    max_pixels: int = 40_000_000
+    max_bytes: int = 50 * 1024 * 1024
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+def open_rgb(data: bytes, *, draft_size: int | None = None, limits: DecodeLimits | None = None) -> Image.Image:
+    """Decode image bytes to an RGB image (alpha composited on white), within ``limits``.
+
+    Training, scoring and serving read images through here, so the byte cap, the format
+    allow-list (only those decoders run) and the pixel cap are checked before any pixel is
+    decoded, exactly as at ingest.
 
     Args:
-        data: Bytes of an image that passed :func:`decode_image`.
+        data: Encoded image bytes.
         draft_size: When set, JPEGs are decoded directly at the smallest DCT scale
             (1/2, 1/4, 1/8) that keeps both sides >= this many pixels: several times
             faster than a full decode followed by a downscale.
+        limits: Caps to enforce; defaults to :class:`DecodeLimits` ().
 
     Returns:
         A loaded ``RGB`` PIL image.
+
+    Raises:
+        QuarantineError: With the reason the bytes cannot be decoded.
     """
-    img = Image.open(io.BytesIO(data))
+    limits = limits or DecodeLimits()
+    if not data:
+        raise QuarantineError("empty_file")
+    if len(data) > limits.max_bytes:
+        raise QuarantineError("file_too_large", f"{len(data)} bytes > {limits.max_bytes}")
+    img = _open_header(data, formats=limits.allowed_formats)
+    width, height = img.size
+    if width * height > limits.max_pixels:
+        raise QuarantineError("over_pixel_cap", f"{width}x{height} = {width * height} pixels > cap {limits.max_pixels}")
     if draft_size is not None and img.format == "JPEG":
         img.draft("RGB", (draft_size, draft_size))
-    img.load()
+    _load_fully(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -4,6 +4,12 @@ Near-duplicates (perceptual-hash Hamming distance <= ``near_dup_max_distance``) 
 grouped, and a group never straddles splits, so a re-upload of a training image cannot
 inflate holdout metrics. The holdout is frozen the first time it is made: later runs keep
 it exactly and send new images to train/val only, so every model is judged on the same images.
+
+Labels come with a *source*. Only sources in ``split.eval_sources`` (by default ``upload``, a
+random sample) may enter val or the holdout; seed images and retrieval-confirmed candidates
+were chosen because they look like violations, so they train only. Unlabelled images that
+are near-duplicates of a val or holdout image are ``excluded``: a semi-supervised trainer
+would otherwise learn from a copy of an evaluation image.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ class SplitResult:
     """Split assignment for every manifest row.
 
     Attributes:
-        splits: Columns ``image_id``, ``label``, ``split`` (one of :data:`SPLITS`), ``group``,
-            ``note`` (why an image is excluded, else empty).
+        splits: Columns ``image_id``, ``label``, ``source`` (the label's source, None when
+            unlabelled), ``split`` (one of :data:`SPLITS`), ``group``, ``note`` (why an image is
+            excluded or train-only, else empty).
         holdout: Columns ``image_id``, ``label`` — the frozen holdout as first made.
         created_holdout: True when this run froze a new holdout.
     """
@@ -85,14 +92,16 @@ def split_manifest(
     """Assign each manifest row to a split.
 
     Args:
-        manifest: Rows with ``image_id``, ``phash`` and ``label`` (None = unlabeled).
-        cfg: Fractions, near-duplicate distance and seed.
+        manifest: Rows with ``image_id``, ``phash``, ``label`` (None = unlabelled) and optionally
+            ``source`` (the label's source; without it every label counts as an eval source).
+        cfg: Fractions, near-duplicate distance, eval sources and seed.
         labels: The label space; labels outside it are rejected.
         frozen_holdout: A previous run's holdout (``image_id``, ``label``); None to make one.
 
     Returns:
-        The assignment; labelled images land in train/val/holdout, unlabeled ones in
-        ``unlabeled``, and new near-duplicates of frozen holdout images in ``excluded``.
+        The assignment; labelled images land in train/val/holdout (train only for non-eval
+        sources), unlabelled ones in ``unlabeled``, and near-duplicates of frozen holdout images
+        (labelled or not) and unlabelled near-duplicates of val images in ``excluded``.
 
     Raises:
         ValueError: On unknown labels, or when a violating category has too few groups to
@@ -103,11 +112,15 @@ def split_manifest(
         raise ValueError(
             f"manifest has labels {unknown} outside params labels {list(labels.all)}; fix labels.csv or params.yaml"
         )
-    frame = manifest[["image_id", "phash", "label"]].sort_values("image_id").reset_index(drop=True)
+    cols = ["image_id", "phash", "label"] + (["source"] if "source" in manifest.columns else [])
+    frame = manifest[cols].sort_values("image_id").reset_index(drop=True)
+    if "source" not in frame.columns:
+        frame["source"] = np.where(frame["label"].isna(), None, "upload")
     frame["group"] = near_duplicate_groups(frame["phash"], max_distance=cfg.near_dup_max_distance)
     frame["group"] = frame["image_id"].to_numpy()[frame["group"].to_numpy()]  # stable id: first member's image id
     frame["split"] = np.where(frame["label"].isna(), "unlabeled", "")
     frame["note"] = ""
+    _train_only(frame, cfg)
     if frozen_holdout is not None:
         _apply_frozen(frame, frozen_holdout)
         created = False
@@ -115,13 +128,31 @@ def split_manifest(
         _assign_fresh_holdout(frame, cfg, labels=labels)
         created = True
     _assign_train_val(frame, cfg, labels=labels)
+    _exclude_unlabelled_leaks(frame)
     holdout = (
         frozen_holdout.sort_values("image_id").reset_index(drop=True)
         if frozen_holdout is not None
         else frame.loc[frame["split"] == "holdout", ["image_id", "label"]].reset_index(drop=True)
     )
+    frame.loc[frame["split"] == "train_only", "split"] = "train"
     _check_coverage(frame, labels=labels)
-    return SplitResult(frame[["image_id", "label", "split", "group", "note"]], holdout, created)
+    return SplitResult(frame[["image_id", "label", "source", "split", "group", "note"]], holdout, created)
+
+
+def _train_only(frame: pd.DataFrame, cfg: SplitConfig) -> None:
+    """Mark labels from non-eval sources (and their whole near-duplicate groups) as train-only."""
+    biased = frame["label"].notna() & ~frame["source"].isin(cfg.eval_sources)
+    groups = set(frame.loc[biased, "group"])
+    rows = frame["group"].isin(groups) & (frame["split"] == "")
+    frame.loc[rows, "split"] = "train_only"
+    frame.loc[rows & biased, "note"] = "label source not in split.eval_sources: train only"
+
+
+def _exclude_unlabelled_leaks(frame: pd.DataFrame) -> None:
+    evaluated = set(frame.loc[frame["split"].isin(["val", "holdout"]), "group"])
+    leak = (frame["split"] == "unlabeled") & frame["group"].isin(evaluated)
+    frame.loc[leak, "split"] = "excluded"
+    frame.loc[leak, "note"] = "unlabelled near-duplicate of a val or holdout image"
 
 
 def _group_strata(frame: pd.DataFrame, labels: LabelsConfig) -> pd.Series:
@@ -147,7 +178,7 @@ def _apply_frozen(frame: pd.DataFrame, frozen: pd.DataFrame) -> None:
     frame.loc[in_holdout, "split"] = "holdout"
     # New images that are near-duplicates of frozen holdout images may not enter training.
     holdout_groups = set(frame.loc[in_holdout, "group"])
-    leak = (~in_holdout) & frame["group"].isin(holdout_groups) & (frame["split"] == "")
+    leak = (~in_holdout) & frame["group"].isin(holdout_groups) & frame["split"].isin(["", "train_only"])
     frame.loc[leak, "split"] = "excluded"
     frame.loc[leak, "note"] = "near-duplicate of a frozen holdout image"
 

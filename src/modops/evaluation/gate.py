@@ -59,6 +59,7 @@ def gate(
     max_regression: float = 0.02,
     regression_metric: str = "pr_auc",
     champion_label: str = "champion",
+    category_floors: Mapping[str, tuple[float, float, float]] | None = None,
 ) -> GateVerdict:
     """Decide whether a candidate may be promoted.
 
@@ -79,6 +80,8 @@ def gate(
         max_regression: Largest allowed drop in ``regression_metric``, absolute, in [0, 1].
         regression_metric: Metric compared with the champion, e.g. ``"pr_auc"``.
         champion_label: How to name the champion in reasons, e.g. ``"champion v3"``.
+        category_floors: Per-category ``(min_precision, min_recall, min_pr_auc)`` replacing
+            the global floors for those categories.
 
     Returns:
         The verdict.
@@ -87,6 +90,9 @@ def gate(
         ValueError: On out-of-range limits, an empty candidate, or a candidate category
             missing a metric the gate needs (the metrics file is malformed).
     """
+    for cat, floors in (category_floors or {}).items():
+        if not all(0.0 <= f <= 1.0 for f in floors):
+            raise ValueError(f"floors for {cat} must be in [0, 1], got {floors}")
     for name, value in (
         ("min_precision", min_precision),
         ("min_recall", min_recall),
@@ -102,8 +108,12 @@ def gate(
 
     checks: list[dict[str, Any]] = []
     failures: list[str] = []
+    unknown = sorted(set(category_floors or {}) - set(candidate))
+    if unknown:
+        raise ValueError(f"category floors name categories the candidate does not have: {unknown}")
     for cat, row in candidate.items():
-        for metric, floor in (("precision", min_precision), ("recall", min_recall), ("pr_auc", min_pr_auc)):
+        floors = (category_floors or {}).get(cat, (min_precision, min_recall, min_pr_auc))
+        for metric, floor in zip(("precision", "recall", "pr_auc"), floors, strict=True):
             value = _metric(row, metric, cat)
             ok = value >= floor - _EPS
             checks.append(_check(cat, f"min_{metric}", value, floor, ok))
@@ -130,8 +140,10 @@ def gate(
     if passed:
         summary = (
             f"all {len(candidate)} categories meet floors (precision >= {min_precision:g}, "
-            f"recall >= {min_recall:g}, PR-AUC >= {min_pr_auc:g})"
+            f"recall >= {min_recall:g}, PR-AUC >= {min_pr_auc:g}"
         )
+        own = [f"{c}: {p:g}/{r:g}/{a:g}" for c, (p, r, a) in (category_floors or {}).items()]
+        summary += f"; own precision/recall/PR-AUC floors {', '.join(own)})" if own else ")"
         if champion is not None:
             summary += f"; no {regression_metric} regression beyond {max_regression:g} vs {champion_label}"
         reasons = [summary, *notes]
@@ -157,6 +169,7 @@ def gate_from_config(
         max_regression=cfg.max_regression,
         regression_metric=cfg.regression_metric,
         champion_label=champion_label,
+        category_floors={cat: cfg.floors(cat) for cat in cfg.category_floors},
     )
 
 

@@ -11,7 +11,7 @@ Everything here is pure: arrays in, frozen dataclasses and plain dicts out.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
@@ -304,7 +304,7 @@ def evaluate(
     *,
     class_names: Sequence[str],
     negative: str,
-    target_precision: float,
+    target_precision: float | Mapping[str, float],
     confidence: float = 0.95,
 ) -> tuple[EvaluationReport, dict[str, list[dict[str, float]]]]:
     """Choose thresholds on val, then measure every violating category on holdout.
@@ -316,7 +316,8 @@ def evaluate(
         holdout_probs: As ``val_probs``, shape [N_holdout, C].
         class_names: Every label in model order (``LabelsConfig.all``).
         negative: The acceptable label; every other name is a violating category.
-        target_precision: Val precision each threshold must reach, in (0, 1].
+        target_precision: Val precision each threshold must reach, in (0, 1]; one value, or
+            one per category (a mapping from category name).
         confidence: Confidence level of the Wilson intervals.
 
     Returns:
@@ -343,7 +344,8 @@ def evaluate(
         if name == negative:
             continue
         try:
-            choice = choose_threshold(val_labels == idx, val_probs[:, idx], target_precision=target_precision)
+            target = target_precision[name] if isinstance(target_precision, Mapping) else target_precision
+            choice = choose_threshold(val_labels == idx, val_probs[:, idx], target_precision=target)
         except ValueError as exc:
             raise ValueError(f"val split, category '{name}': {exc}") from exc
         y_hold, s_hold = holdout_labels == idx, holdout_probs[:, idx]

@@ -18,9 +18,17 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from modops.models.io import ModelSpec
+from modops.models.io import ModelSpec, read_spec
 
-__all__ = ["Registration", "champion_version", "download_model_dir", "register_candidate", "CHAMPION", "CHALLENGER"]
+__all__ = [
+    "Registration",
+    "champion_version",
+    "download_model_dir",
+    "download_uri_model_dir",
+    "register_candidate",
+    "CHAMPION",
+    "CHALLENGER",
+]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -56,10 +64,19 @@ def champion_version(name: str, *, client: MlflowClient | None = None):  # noqa:
 
 def download_model_dir(name: str, version: str, dst: Path) -> Path:
     """Download a registered version and return its modops model folder (for re-scoring)."""
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
-    found = list(Path(local).rglob("model.safetensors"))
+    return download_uri_model_dir(f"models:/{name}/{version}", dst)
+
+
+def download_uri_model_dir(uri: str, dst: Path) -> Path:
+    """Download a registered model by URI (``models:/NAME/3``, ``models:/NAME@champion``); its model folder."""
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    except MlflowException as exc:
+        raise FileNotFoundError(f"cannot load {uri} from the registry: {exc.message}") from None
+    found = sorted(Path(local).rglob("model.json"), key=lambda p: len(p.parts))
+    found = [p for p in found if p.parent.name == "model_dir"] or found
     if not found:
-        raise FileNotFoundError(f"registered model {name} v{version} has no model.safetensors artifact")
+        raise FileNotFoundError(f"{uri} has no modops model.json artifact")
     return found[0].parent
 
 
@@ -92,6 +109,7 @@ def _find_version(client: MlflowClient, name: str, weights_sha: str):  # noqa: A
 def register_candidate(
     model_dir: Path,
     *,
+    eval_dir: Path | None = None,
     name: str,
     thresholds: dict[str, float],
     weights_sha: str,
@@ -104,7 +122,9 @@ def register_candidate(
     """Log the candidate as a pyfunc model, register it, and move aliases.
 
     Args:
-        model_dir: The trained model folder (``model.safetensors`` + ``model.json``).
+        model_dir: The trained model folder (``model.json`` + one safetensors file per member).
+        eval_dir: The evaluation folder; its metrics, PR curves and Grad-CAM grids are logged
+            as artifacts of the run (under ``evaluation/``), so the MLflow UI shows them.
         name: Registered model name.
         thresholds: Per-category thresholds chosen on val; baked into the packaged model.json.
         weights_sha: sha256 of ``model.safetensors`` (the idempotency key).
@@ -126,7 +146,13 @@ def register_candidate(
         version, run = existing.version, existing.run_id
     else:
         version, run = _log_and_register(
-            model_dir, name=name, thresholds=thresholds, metrics=metrics, run_id=run_id, python_model=ModerationModel()
+            model_dir,
+            eval_dir=eval_dir,
+            name=name,
+            thresholds=thresholds,
+            metrics=metrics,
+            run_id=run_id,
+            python_model=ModerationModel(),
         )
     all_tags = {
         **tags,
@@ -157,14 +183,15 @@ def register_candidate(
 def _log_and_register(
     model_dir: Path,
     *,
+    eval_dir: Path | None,
     name: str,
     thresholds: dict[str, float],
     metrics: dict[str, float],
     run_id: str | None,
-    python_model,
-) -> tuple[str, str]:  # noqa: ANN001
-    spec = ModelSpec.from_json((model_dir / "model.json").read_text())
-    packaged = ModelSpec(**{**asdict(spec), "thresholds": dict(thresholds)})
+    python_model,  # noqa: ANN001
+) -> tuple[str, str]:
+    spec = read_spec(model_dir)
+    packaged = spec.with_thresholds(thresholds)
     if run_id is not None:
         try:
             MlflowClient().get_run(run_id)
@@ -173,10 +200,13 @@ def _log_and_register(
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id) as run:
         pkg = Path(tmp) / "model_dir"
         pkg.mkdir()
-        shutil.copy2(model_dir / "model.safetensors", pkg / "model.safetensors")
+        for member in spec.members:
+            shutil.copy2(model_dir / member.weights, pkg / member.weights)
         (pkg / "model.json").write_text(packaged.to_json())
         mlflow.log_metrics(metrics)
         mlflow.log_dict(thresholds, "thresholds.json")
+        if eval_dir is not None:
+            _log_evaluation(eval_dir)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=python_model,
@@ -185,11 +215,29 @@ def _log_and_register(
             signature=_signature(),
             pip_requirements=_pip_requirements(),
             # Ship modops' own source with the model, so any environment with the pip
-            # requirements can load it without installing this repo.
-            code_paths=[str(Path(__file__).resolve().parents[1])],
+            # requirements can load it without installing this repo; not the demo generator.
+            code_paths=[str(_model_code(Path(tmp)))],
         )
         mv = mlflow.register_model(info.model_uri, name)
         return str(mv.version), run.info.run_id
+
+
+def _log_evaluation(eval_dir: Path) -> None:
+    """Evaluation outputs as run artifacts: metrics, thresholds, PR curves, Grad-CAM grids."""
+    for rel in ("metrics.json", "plots", "explain"):
+        path = eval_dir / rel
+        if path.is_file():
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+        elif path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=f"evaluation/{rel}")
+
+
+def _model_code(tmp: Path) -> Path:
+    """A copy of the ``modops`` package without what a served model never needs (the demo generator)."""
+    src = Path(__file__).resolve().parents[1]
+    dst = tmp / "code" / "modops"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "demo"))
+    return dst
 
 
 def _pip_requirements() -> list[str]:

@@ -21,15 +21,15 @@ __all__ = ["ModerationModel", "predict_frame"]
 
 
 class ModerationModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around a modops model folder (``model.safetensors`` + ``model.json``)."""
+    """pyfunc wrapper around a modops model folder: a single network or a cascade, one predictor."""
 
     def load_context(self, context) -> None:  # noqa: ANN001 - mlflow's PythonModelContext
-        from modops.models.io import load_model
+        from modops.models.predictor import load_predictor
 
-        self._model, self._spec = load_model(context.artifacts["model_dir"])
+        self._predictor = load_predictor(context.artifacts["model_dir"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
-        return predict_frame(self._model, self._spec, model_input)
+        return predict_frame(self._predictor, model_input)
 
 
 def _to_bytes(row: pd.Series) -> bytes:
@@ -46,28 +46,22 @@ def _to_bytes(row: pd.Series) -> bytes:
     raise ValueError("each row needs 'image' (bytes/base64) or 'path'")
 
 
-def predict_frame(model, spec, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+def predict_frame(predictor, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001 - a modops Predictor
     """Score a DataFrame of images; see the module docstring for columns."""
     import torch
 
-    from modops.data.transforms import decode_for_model
-    from modops.scoring.batch import predict_probs
-
     if not {"image", "path"} & set(frame.columns):
         raise ValueError(f"input needs an 'image' or 'path' column, got {list(frame.columns)}")
+    spec, preset = predictor.spec, predictor.preset()
     tensors, errors = [], []
     for _, row in frame.iterrows():
         try:
-            tensors.append(decode_for_model(_to_bytes(row), image_size=spec.image_size))
+            tensors.append(preset(_to_bytes(row)))
             errors.append("")
         except Exception as exc:  # one bad image must not fail the whole batch
             tensors.append(torch.zeros((3, spec.image_size, spec.image_size), dtype=torch.uint8))
             errors.append(f"{type(exc).__name__}: {exc}")
-    probs = (
-        predict_probs(model, torch.stack(tensors), mean=spec.mean, std=spec.std)
-        if tensors
-        else np.zeros((0, len(spec.classes)))
-    )
+    probs = predictor.predict(torch.stack(tensors)).probs if tensors else np.zeros((0, len(spec.classes)))
     out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(spec.classes)})
     ok = np.array([e == "" for e in errors], dtype=bool)
     best, best_score = np.array([""] * len(out), dtype=object), np.full(len(out), -1.0)

@@ -1,72 +1,81 @@
-"""Batch inference: uint8 images in, softmax probabilities out."""
+"""Batch scoring: stored images by id -> class probabilities, streamed through a DataLoader.
+
+Decoding runs in loader workers with the predictor's own eval preset, so scoring a million
+images needs memory for a few batches only. An image that cannot be read or decoded gets a
+row of NaN probabilities and its reason in ``errors``: callers decide (evaluation refuses,
+scoring logs it), nothing is dropped silently.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
-from modops.data.transforms import load_uint8_batch, normalize
-from modops.models.io import ModelSpec
+from modops.data.datasets import ImageReader, StoreDataset, make_loader
+from modops.models.predictor import Predictor
 
-__all__ = ["predict_probs", "score_ids"]
+__all__ = ["Scores", "score_ids"]
 
 
-@torch.inference_mode()
-def predict_probs(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int = 256,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Softmax probabilities for uint8 images.
+@dataclass(frozen=True)
+class Scores:
+    """Scores of many images, in input order.
 
-    Args:
-        model: A classifier returning logits [B, C].
-        images: uint8, shape [N, 3, S, S].
-        mean, std: Normalisation used in training.
-        batch_size: Images per forward pass.
-        progress: Called with the number of images scored per batch.
-
-    Returns:
-        float32 probabilities, shape [N, C]; rows sum to 1.
+    Attributes:
+        probs: float32 [N, C]; NaN rows where ``ok`` is False.
+        stage2: bool [N], True where a cascade's stage 2 contributed.
+        ok: bool [N], False where the image could not be read or decoded.
+        errors: Per image, why it failed ("" when fine).
     """
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start : start + batch_size], mean=mean, std=std)
-        out.append(torch.softmax(model(x).float(), dim=1).numpy())
-        if progress:
-            progress(len(x))
-    model.train(was_training)
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
+
+    probs: np.ndarray
+    stage2: np.ndarray
+    ok: np.ndarray
+    errors: tuple[str, ...]
+
+    @property
+    def stage2_share(self) -> float:
+        """Fraction of scored images that reached a cascade's stage 2."""
+        return float(self.stage2[self.ok].mean()) if self.ok.any() else 0.0
 
 
 def score_ids(
-    model: nn.Module,
-    spec: ModelSpec,
+    predictor: Predictor,
     image_ids: Sequence[str],
     *,
-    read: Callable[[str], bytes],
+    reader: ImageReader,
     batch_size: int = 256,
+    workers: int = 0,
     progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Decode stored images by id and score them; probabilities of shape [N, len(spec.classes)]."""
-    probs = []
-    for start in range(0, len(image_ids), batch_size):
-        chunk = image_ids[start : start + batch_size]
-        x = load_uint8_batch(read, chunk, image_size=spec.image_size)
-        probs.append(predict_probs(model, x, mean=spec.mean, std=spec.std, batch_size=batch_size))
+) -> Scores:
+    """Decode stored images by id with the predictor's preset and score them.
+
+    Args:
+        predictor: A single model or a cascade.
+        image_ids: Ids to score, shape [N].
+        reader: Returns an id's bytes (``ImageStore``).
+        batch_size: Images per forward pass.
+        workers: Decoding worker processes (0 = in this process).
+        progress: Called with the number of images scored per batch.
+    """
+    n_classes = len(predictor.spec.classes)
+    probs = np.full((len(image_ids), n_classes), np.nan, dtype=np.float32)
+    stage2 = np.zeros(len(image_ids), dtype=bool)
+    ok = np.zeros(len(image_ids), dtype=bool)
+    errors = [""] * len(image_ids)
+    dataset = StoreDataset(reader, image_ids, transform=predictor.preset())
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers if len(image_ids) > batch_size else 0)
+    for batch in loader:
+        idx = batch.index.numpy()
+        good = batch.ok.numpy()
+        if good.any():
+            pred = predictor.predict(batch.images[batch.ok])
+            probs[idx[good]], stage2[idx[good]] = pred.probs, pred.stage2
+        ok[idx] = good
+        for i, err in zip(idx, batch.errors, strict=True):
+            errors[i] = err
         if progress:
-            progress(len(chunk))
-    if not probs:
-        return np.zeros((0, len(spec.classes)), dtype=np.float32)
-    return np.concatenate(probs)
+            progress(len(idx))
+    return Scores(probs, stage2, ok, tuple(errors))

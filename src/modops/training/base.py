@@ -1,61 +1,89 @@
-"""Trainer registry and the data/result types every trainer shares."""
+"""Trainer registry and the data/result types every trainer shares. No MLflow here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-import torch
+import numpy as np
 from torch import nn
 
 from modops.config import TrainConfig
+from modops.data.datasets import ImageReader
+from modops.models.io import MemberSpec, ModelSpec
 
-__all__ = ["TrainData", "TrainResult", "Trainer", "TRAINERS", "register_trainer", "get_trainer", "class_weights"]
+__all__ = ["TrainData", "TrainResult", "Trainer", "TRAINERS", "register_trainer", "get_trainer", "Progress"]
+
+#: ``progress(phase, done, total)``, called once per optimisation step.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class TrainData:
-    """Preloaded tensors for one training run.
+    """What a trainer trains on: image ids and labels, read lazily through ``reader``.
 
     Attributes:
-        train_x: uint8 images, shape [N, 3, S, S].
-        train_y: int64 class indices, shape [N].
-        val_x: uint8 images, shape [M, 3, S, S].
-        val_y: int64 class indices, shape [M].
-        unlabeled_x: Optional uint8 images for semi-supervised trainers, shape [U, 3, S, S].
+        reader: Returns an image id's bytes (the image store).
+        train_ids: Labelled training images, shape [N].
+        train_y: Their class indices (int64), shape [N].
+        val_ids: Validation images, shape [M] (best-epoch selection).
+        val_y: Their class indices, shape [M].
+        unlabeled_ids: Images without labels, for semi-supervised trainers, shape [U]; never
+            near-duplicates of val or holdout images (the split stage excludes those).
     """
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    unlabeled_x: torch.Tensor | None = None
+    reader: ImageReader
+    train_ids: Sequence[str]
+    train_y: np.ndarray
+    val_ids: Sequence[str]
+    val_y: np.ndarray
+    unlabeled_ids: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        if len(self.train_x) != len(self.train_y) or len(self.val_x) != len(self.val_y):
-            raise ValueError("images and labels differ in length")
-        if len(self.train_x) == 0 or len(self.val_x) == 0:
+        if len(self.train_ids) != len(self.train_y) or len(self.val_ids) != len(self.val_y):
+            raise ValueError("image ids and labels differ in length")
+        if len(self.train_ids) == 0 or len(self.val_ids) == 0:
             raise ValueError("training needs non-empty train and val sets; check the split stage")
 
 
 @dataclass
 class TrainResult:
-    """What a trainer hands back.
+    """What a trainer hands back; the caller saves and logs it.
 
     Attributes:
-        model: The trained model (best epoch by val macro PR-AUC), eval mode.
+        networks: Trained networks by member name, eval mode, on the CPU.
+        members: Their member specs, in order (stage 1 first for a cascade).
+        kind: ``single`` or ``cascade``.
+        combine: A cascade's combination rule, else None.
         history: One dict per epoch (loss, val_loss, val_macro_pr_auc, seconds, ...).
-        best_epoch: 1-based epoch whose weights were kept.
+        best_epoch: 1-based epoch whose weights were kept (of the last-trained member).
         seconds: Wall time of training.
-        train_images_per_s: Throughput over all epochs.
+        train_images_per_s: Training samples per second over all steps.
+        info: Trainer-specific figures (stage-2 share on val, hard examples mined, images
+            that could not be decoded, ...).
     """
 
-    model: nn.Module
+    networks: dict[str, nn.Module]
+    members: tuple[MemberSpec, ...]
+    kind: str = "single"
+    combine: dict[str, Any] | None = None
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
     train_images_per_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, classes: tuple[str, ...], *, trainer: str, label_version: str | None) -> ModelSpec:
+        """The :class:`ModelSpec` describing these networks."""
+        return ModelSpec(
+            classes=classes,
+            members=self.members,
+            kind=self.kind,
+            combine=self.combine,
+            trainer=trainer,
+            label_version=label_version,
+        )
 
 
 class Trainer(Protocol):
@@ -65,7 +93,7 @@ class Trainer(Protocol):
         *,
         cfg: TrainConfig,
         class_names: tuple[str, ...],
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> TrainResult: ...
 
 
@@ -73,7 +101,7 @@ TRAINERS: dict[str, Trainer] = {}
 
 
 def register_trainer(name: str) -> Callable[[Trainer], Trainer]:
-    """Register a trainer under ``name`` (selected by ``train.trainer`` in params.yaml)."""
+    """Register a trainer under ``name`` (``train.trainer``; its settings live in ``train.<name>``)."""
 
     def deco(fn: Trainer) -> Trainer:
         TRAINERS[name] = fn
@@ -87,17 +115,3 @@ def get_trainer(name: str) -> Trainer:
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}; choose one of {sorted(TRAINERS)} (train.trainer)")
     return TRAINERS[name]
-
-
-def class_weights(labels: torch.Tensor, *, num_classes: int, cap: float) -> torch.Tensor:
-    """Inverse-frequency class weights relative to the largest class, capped at ``cap``.
-
-    Full inverse-frequency balancing at 1 % positives would repeat each positive ~100x per
-    epoch and overfit them; the cap bounds that (Yelp and Alibaba both balance, not equalise).
-
-    Returns:
-        float32 weights, shape [num_classes]; the largest class gets 1.0; absent classes 0.
-    """
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    weights = torch.where(counts > 0, counts.max() / counts.clamp(min=1), torch.zeros_like(counts))
-    return weights.clamp(max=cap)

@@ -1,0 +1,284 @@
+"""Training machinery every trainer shares: runtime, loaders, optimiser, validation, best epoch.
+
+A trainer is a short function over these pieces (see ``supervised.py``); the loop streams
+batches from the image store through DataLoader workers, runs forward passes under the
+runtime's autocast (bf16 on capable CPUs, AMP on CUDA), and keeps the weights of the epoch
+with the best validation macro PR-AUC over the violating categories.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from modops.config import TrainConfig
+from modops.data.datasets import Batch, ImageReader, StoreDataset, balanced_sampler, class_weights, make_loader
+from modops.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset, TrainPreset, color_jitter, normalize
+from modops.models.backbones import create_model, get_backbone
+from modops.runtime import Runtime, resolve_runtime
+from modops.training.base import Progress, TrainData
+from modops.training.losses import LossFn
+
+__all__ = [
+    "setup_runtime",
+    "image_size_for",
+    "new_network",
+    "labelled_loader",
+    "endless",
+    "inputs",
+    "Optimizer",
+    "predict_loader",
+    "val_stats",
+    "BestKeeper",
+    "FitResult",
+    "fit",
+]
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Seed everything and resolve the device/precision policy for a run."""
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    return resolve_runtime(cfg.device, cfg.precision)
+
+
+def image_size_for(cfg: TrainConfig, backbone: str, override: int | None = None) -> int:
+    """Input side: an explicit override, else ``train.image_size``, else the backbone's default."""
+    return override or cfg.image_size or get_backbone(backbone).input_size
+
+
+def new_network(cfg: TrainConfig, *, num_classes: int, backbone: str, image_size: int, runtime: Runtime) -> nn.Module:
+    """A fresh network (pretrained as configured, CBAM if asked) on the runtime's device, channels-last."""
+    net = create_model(
+        backbone,
+        num_classes=num_classes,
+        pretrained=cfg.pretrained,
+        weights_path=cfg.weights_path,
+        cbam=cfg.cbam,
+        input_size=image_size,
+    )
+    return net.to(runtime.device, memory_format=torch.channels_last)
+
+
+def labelled_loader(
+    reader: ImageReader,
+    ids: Sequence[str],
+    y: np.ndarray,
+    *,
+    cfg: TrainConfig,
+    image_size: int,
+    num_classes: int,
+    samples: int,
+    seed: int,
+    runtime: Runtime,
+) -> DataLoader:
+    """Augmented training batches: ``samples`` draws, class-balanced (capped) or uniform."""
+    dataset = StoreDataset(reader, ids, y, transform=TrainPreset(image_size, augment=cfg.augment))
+    if cfg.imbalance == "balanced_sampler":
+        sampler = balanced_sampler(
+            y, num_classes=num_classes, cap=cfg.max_positive_weight, num_samples=samples, seed=seed
+        )
+    else:
+        sampler = RandomSampler(
+            dataset, replacement=samples > len(y), num_samples=samples, generator=torch.Generator().manual_seed(seed)
+        )
+    return make_loader(
+        dataset,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        sampler=sampler,
+        seed=seed,
+        pin_memory=runtime.device.type == "cuda",
+    )
+
+
+def endless(make: Callable[[int], DataLoader], *, seed: int) -> Iterator[Batch]:
+    """Batches forever: a fresh pass of ``make(pass_seed)`` each time one runs out."""
+    n = 0
+    while True:
+        yield from make(seed + n)
+        n += 1
+
+
+def inputs(
+    batch_images: torch.Tensor, runtime: Runtime, *, jitter: float = 0.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """uint8 images -> normalised float input on the runtime's device, colour-jittered for training."""
+    x = batch_images.to(runtime.device, non_blocking=True)
+    if jitter:
+        x = color_jitter(x, strength=jitter, generator=generator or torch.Generator().manual_seed(0))
+    return normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+class Optimizer:
+    """AdamW with a one-cycle schedule and, for fp16, a gradient scaler: ``opt.step(loss)``."""
+
+    def __init__(self, params: Sequence[nn.Parameter], *, cfg: TrainConfig, total_steps: int, runtime: Runtime):
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=cfg.lr, total_steps=max(total_steps, 1), pct_start=0.15
+        )
+        self.scaler = runtime.grad_scaler()
+        self.steps, self.total_steps = 0, max(total_steps, 1)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        if self.steps < self.total_steps:  # OneCycleLR raises past its last step
+            self.sched.step()
+        self.steps += 1
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+
+@torch.no_grad()
+def predict_loader(
+    forward: Callable[[torch.Tensor], torch.Tensor], loader: DataLoader, *, runtime: Runtime, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of ``forward`` over a loader of a dataset of size ``n``.
+
+    Returns:
+        probs float32 [n, C] (NaN rows for unreadable images) and ok bool [n].
+    """
+    probs: np.ndarray | None = None
+    ok = np.zeros(n, dtype=bool)
+    for batch in loader:
+        good = batch.ok
+        if not good.any():
+            continue
+        with runtime.autocast():
+            logits = forward(inputs(batch.images[good], runtime))
+        p = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        if probs is None:
+            probs = np.full((n, p.shape[1]), np.nan, dtype=np.float32)
+        idx = batch.index[good].numpy()
+        probs[idx], ok[idx] = p, True
+    return (probs if probs is not None else np.zeros((n, 0), np.float32)), ok
+
+
+def val_loader(data: TrainData, *, image_size: int, cfg: TrainConfig) -> DataLoader:
+    """Val images through the eval preset, in order."""
+    dataset = StoreDataset(data.reader, data.val_ids, data.val_y, transform=EvalPreset(image_size))
+    return make_loader(dataset, batch_size=cfg.batch_size * 2, workers=cfg.workers)
+
+
+def val_stats(probs: np.ndarray, y: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+    """Val loss and macro PR-AUC over the violating classes (index >= 1) present in ``y``."""
+    p, t = probs[ok], y[ok]
+    if len(t) == 0:
+        return {"val_loss": float("nan"), "val_macro_pr_auc": 0.0}
+    loss = float(F.nll_loss(torch.log(torch.from_numpy(p).clamp(min=1e-8)), torch.from_numpy(t)).item())
+    aps = [float(average_precision_score(t == c, p[:, c])) for c in range(1, p.shape[1]) if (t == c).any()]
+    return {"val_loss": loss, "val_macro_pr_auc": float(np.mean(aps)) if aps else 0.0}
+
+
+@dataclass
+class BestKeeper:
+    """Keeps a copy of the weights of the best epoch by a score (higher is better)."""
+
+    score: float = -math.inf
+    epoch: int = 0
+    state: dict | None = None
+
+    def offer(self, net: nn.Module, *, score: float, epoch: int) -> None:
+        if score > self.score:
+            self.score, self.epoch = score, epoch
+            self.state = copy.deepcopy(net.state_dict())
+
+    def restore(self, net: nn.Module) -> nn.Module:
+        if self.state is not None:
+            net.load_state_dict(self.state)
+        return net.eval()
+
+
+@dataclass
+class FitResult:
+    """One network's training: the best-epoch network and its history."""
+
+    net: nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    samples: int = 0
+    skipped_images: int = 0
+
+
+def steps_per_epoch(cfg: TrainConfig, *, n_train: int, samples_per_epoch: int | None = None) -> int:
+    n = samples_per_epoch if samples_per_epoch is not None else cfg.samples_per_epoch
+    return max(1, math.ceil((n or n_train) / cfg.batch_size))
+
+
+def fit(
+    net: nn.Module,
+    *,
+    batches: Callable[[int], DataLoader],
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    epochs: int,
+    steps: int,
+    runtime: Runtime,
+    validate: Callable[[nn.Module], dict[str, float]],
+    phase: str,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Train ``net`` for ``epochs`` x ``steps`` supervised steps; keep the best epoch by validation.
+
+    Args:
+        net: The network, on the runtime's device.
+        batches: ``batches(epoch)`` -> a loader yielding ``steps`` batches for that epoch.
+        loss_fn: ``loss(logits, targets, progress)``.
+        validate: Scores the network after each epoch; must return ``val_macro_pr_auc``.
+        phase: Name used in progress and history (``train``, ``stage1``, ...).
+    """
+    opt = Optimizer(net.parameters(), cfg=cfg, total_steps=epochs * steps, runtime=runtime)
+    jitter = torch.Generator().manual_seed(cfg.seed)
+    best, history = BestKeeper(), []
+    start, samples, skipped = time.perf_counter(), 0, 0
+    for epoch in range(1, epochs + 1):
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        net.train()
+        for step, batch in enumerate(batches(epoch), start=1):
+            skipped += int((~batch.ok).sum())
+            if not batch.ok.any():
+                continue
+            x = inputs(batch.images[batch.ok], runtime, jitter=cfg.augment.color_jitter, generator=jitter)
+            y = batch.labels[batch.ok].to(runtime.device)
+            with runtime.autocast():
+                logits = net(x)
+            loss = loss_fn(logits.float(), y, opt.steps / opt.total_steps)
+            opt.step(loss)
+            total, seen = total + loss.item() * len(y), seen + len(y)
+            if progress:
+                progress(f"{phase} epoch {epoch}/{epochs}", step, steps)
+        samples += seen
+        stats = validate(net)
+        stats.update(epoch=epoch, phase=phase, loss=total / max(seen, 1), seconds=time.perf_counter() - t0, lr=opt.lr)
+        history.append(stats)
+        best.offer(net, score=stats["val_macro_pr_auc"], epoch=epoch)
+    net = best.restore(net)
+    return FitResult(net, history, best.epoch, time.perf_counter() - start, samples, skipped)
+
+
+def class_weight_tensor(y: np.ndarray, *, cfg: TrainConfig, num_classes: int, runtime: Runtime) -> torch.Tensor | None:
+    """Loss class weights for ``imbalance: weighted_loss``, else None."""
+    if cfg.imbalance != "weighted_loss":
+        return None
+    return class_weights(y, num_classes=num_classes, cap=cfg.max_positive_weight).to(runtime.device)

@@ -1,0 +1,226 @@
+"""Every registered trainer learns a tiny separable problem, deterministically, from a lazy image store."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from modops.config import CascadeConfig, SupervisedConfig
+from modops.data.datasets import MemoryReader
+from modops.models.predictor import build_predictor
+from modops.scoring.batch import score_ids
+from modops.training import TRAINERS, TrainData, get_trainer
+
+TRAINER_NAMES = ("supervised", "mean_teacher", "ohem_cascade")
+
+
+def _val_ap(run, classes) -> tuple[float, np.ndarray]:
+    """Holdout-style AP of the kept weights on val, scored through the predictor seam."""
+    spec = run.result.spec(classes, trainer=run.cfg.trainer, label_version=None)
+    scores = score_ids(
+        build_predictor(run.result.networks, spec),
+        run.data.val_ids,
+        reader=run.data.reader,
+        batch_size=run.cfg.batch_size * 2,
+    )
+    assert scores.ok.all()
+    return float(average_precision_score(np.asarray(run.data.val_y) == 1, scores.probs[:, 1])), scores.probs
+
+
+def _expected_phases(run) -> list[tuple[str, int]]:
+    cfg = run.cfg
+    if cfg.trainer == "ohem_cascade":
+        return [("stage1", e) for e in range(1, cfg.epochs + 1)] + [
+            ("stage2", e) for e in range(1, cfg.ohem_cascade.stage2_epochs + 1)
+        ]
+    phase = "train" if cfg.trainer == "supervised" else cfg.trainer
+    return [(phase, e) for e in range(1, cfg.epochs + 1)]
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+def test_registry_has_every_trainer():
+    assert set(TRAINER_NAMES) <= set(TRAINERS)
+    for name in TRAINER_NAMES:
+        assert get_trainer(name) is TRAINERS[name]
+
+
+def test_unknown_trainer_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown trainer 'nope'") as exc:
+        get_trainer("nope")
+    for name in TRAINER_NAMES:
+        assert name in str(exc.value)
+
+
+# --- learning, result shape, history ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_trainer_learns_the_problem(name, trained, tiny):
+    run = trained(name)
+    history = run.result.history
+    assert history[-1]["val_macro_pr_auc"] >= 0.9
+    ap, probs = _val_ap(run, tiny.classes)
+    assert ap >= 0.9
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    for h in history:
+        assert np.isfinite(h["loss"]) and np.isfinite(h["val_loss"])
+        assert 0.0 <= h["val_macro_pr_auc"] <= 1.0
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_result_kind_members_and_networks(name, trained):
+    run = trained(name)
+    res = run.result
+    if name == "ohem_cascade":
+        assert res.kind == "cascade"
+        assert [m.name for m in res.members] == ["stage1", "stage2"]
+        assert set(res.networks) == {"stage1", "stage2"}
+        default = CascadeConfig().combine.model_dump()
+        assert default["low"] is None  # derived from val at training time
+        assert {k: v for k, v in res.combine.items() if k != "low"} == {k: v for k, v in default.items() if k != "low"}
+        assert 0.0 <= res.combine["low"] <= default["high"]
+        assert res.combine["rule"] == "band"
+    else:
+        assert res.kind == "single"
+        assert [m.name for m in res.members] == ["model"]
+        assert set(res.networks) == {"model"}
+        assert res.combine is None
+    for m in res.members:
+        assert (m.backbone, m.image_size, m.cbam) == ("cnn_small", 32, False)
+    for net in res.networks.values():
+        assert not net.training
+        assert all(p.device.type == "cpu" for p in net.parameters())
+    assert res.seconds > 0 and res.train_images_per_s > 0
+    assert res.info["skipped_images"] == 0
+    assert res.info["precision"] == "fp32" and res.info["device"] == "cpu"
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_history_has_one_entry_per_epoch(name, trained):
+    run = trained(name)
+    history = run.result.history
+    assert [(h["phase"], h["epoch"]) for h in history] == _expected_phases(run)
+    # best_epoch is 1-based within the last-trained member's phase, and is its best val score
+    last = [h for h in history if h["phase"] == history[-1]["phase"]]
+    assert 1 <= run.result.best_epoch <= len(last)
+    assert last[run.result.best_epoch - 1]["val_macro_pr_auc"] == max(h["val_macro_pr_auc"] for h in last)
+
+
+@pytest.mark.parametrize("name", ["supervised", "mean_teacher"])
+def test_reported_val_score_matches_the_scoring_path(name, trained, tiny):
+    """A single model's best-epoch val PR-AUC is what score_ids sees with the returned weights."""
+    run = trained(name)
+    ap, _ = _val_ap(run, tiny.classes)
+    best = run.result.history[run.result.best_epoch - 1]
+    assert ap == pytest.approx(best["val_macro_pr_auc"], abs=1e-6)
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
+def _assert_same_states(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]]) -> None:
+    assert a.keys() == b.keys()
+    for member in a:
+        assert a[member].keys() == b[member].keys()
+        for key, tensor in a[member].items():
+            assert torch.equal(tensor, b[member][key]), f"{member}.{key} differs between identical runs"
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_trainer_is_deterministic(name, trained, tiny):
+    first = trained(name)
+    second = tiny.train(name)
+    _assert_same_states(first.states, second.states)
+    assert [h["loss"] for h in first.result.history] == [h["loss"] for h in second.result.history]
+    assert first.result.best_epoch == second.result.best_epoch
+
+
+def test_another_seed_gives_other_weights(trained, tiny):
+    """Guards the determinism tests against comparing something that never changes."""
+    first = trained("supervised")
+    other = tiny.train("supervised", seed=first.cfg.seed + 1)
+    weights = [k for k in first.states["model"] if k.endswith("weight")]
+    assert any(not torch.equal(first.states["model"][k], other.states["model"][k]) for k in weights)
+
+
+# --- supervised variants ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"imbalance": "weighted_loss"},
+        {"supervised": SupervisedConfig(loss="ohem", ohem_keep_fraction=0.5, ohem_warmup_fraction=0.2)},
+        {"imbalance": "weighted_loss", "supervised": SupervisedConfig(loss="ohem")},
+    ],
+    ids=["weighted_loss", "ohem", "weighted_ohem"],
+)
+def test_supervised_variants_learn(update, tiny):
+    run = tiny.train("supervised", **update)
+    assert len(run.result.history) == run.cfg.epochs
+    assert all(np.isfinite(h["loss"]) for h in run.result.history)
+    assert run.result.history[-1]["val_macro_pr_auc"] >= 0.9
+    ap, _ = _val_ap(run, tiny.classes)
+    assert ap >= 0.9
+
+
+# --- unreadable images ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_corrupt_training_image_is_skipped_and_counted(name, tiny):
+    data = tiny.make_data()
+    images = dict(data.reader.images)
+    images[data.train_ids[0]] = b"garbage"  # a positive (every 4th image is one)
+    data = dataclasses.replace(data, reader=MemoryReader(images))
+    # imbalance "none" draws every training image once per epoch, so the bad one is met for sure
+    run = tiny.train(
+        name,
+        data=data,
+        epochs=1,
+        imbalance="none",
+        ohem_cascade=CascadeConfig(stage2_epochs=1, hard_examples=16, balanced_examples=16),
+    )
+    assert run.result.info["skipped_images"] >= 1
+    assert all(np.isfinite(h["loss"]) for h in run.result.history)
+    for state in run.states.values():
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+# --- TrainData validation ---------------------------------------------------------------------
+
+
+def _ids(n: int) -> list[str]:
+    return [f"img{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("train_n", "train_y_n", "val_n", "val_y_n", "match"),
+    [
+        (4, 3, 2, 2, "differ in length"),
+        (4, 4, 2, 3, "differ in length"),
+        (0, 0, 2, 2, "non-empty"),
+        (4, 4, 0, 0, "non-empty"),
+    ],
+    ids=["train_mismatch", "val_mismatch", "empty_train", "empty_val"],
+)
+def test_traindata_rejects_bad_splits(train_n, train_y_n, val_n, val_y_n, match):
+    with pytest.raises(ValueError, match=match):
+        TrainData(
+            MemoryReader(),
+            _ids(train_n),
+            np.zeros(train_y_n, dtype=np.int64),
+            _ids(val_n),
+            np.zeros(val_y_n, dtype=np.int64),
+        )
+
+
+def test_traindata_accepts_a_valid_split():
+    data = TrainData(MemoryReader(), _ids(4), np.zeros(4, np.int64), _ids(2), np.zeros(2, np.int64))
+    assert tuple(data.unlabeled_ids) == ()
