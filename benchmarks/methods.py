@@ -64,6 +64,22 @@ def _params(work: Path, name: str, overrides: dict, base: dict) -> Path:
     return path
 
 
+def _override(params: dict, item: str) -> None:
+    """Apply one ``dotted.key=yaml-value`` override in place; the key must already exist."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise SystemExit(f"--set {key}: no section {part!r} in params")
+    if leaf not in node:
+        raise SystemExit(f"--set {key}: unknown key {leaf!r}; known: {sorted(node)}")
+    node[leaf] = yaml.safe_load(value)
+
+
 def prepare(work: Path, *, pool: Path, base: dict) -> dict:
     """Ingest the pool, run the cold start, and split twice (without and with retrieval labels)."""
     params = _params(work, "base", {"ingest": {"source": str(pool)}}, base)
@@ -193,7 +209,18 @@ def main() -> None:
     ap.add_argument("--seeds-per-category", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
-    ap.add_argument("--reuse", action="store_true", help="reuse the ingest, cold start and splits already in --work")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the ingest, cold start, splits and finished methods already in --work",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key for every method, e.g. --set train.epochs=4 (repeatable)",
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     pool = args.pool or args.work / "raw"
@@ -209,6 +236,8 @@ def main() -> None:
             seeds_per_category=args.seeds_per_category,
         )
     base = yaml.safe_load(args.params.read_text())
+    for item in args.set:
+        _override(base, item)
     previous = args.work / "methods.json"
     if args.reuse and previous.is_file():
         report = json.loads(previous.read_text())
@@ -219,6 +248,8 @@ def main() -> None:
             "methods": {},
         }
     for name in args.methods.split(","):
+        if args.reuse and name in report["methods"]:
+            continue
         report["methods"][name] = run_method(args.work, name, base=base)
         (args.work / "methods.json").write_text(json.dumps(report, indent=2, default=str))
         print(f"{name}: done in {report['methods'][name]['train_minutes']} min", flush=True)

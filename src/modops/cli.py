@@ -301,7 +301,7 @@ def champion(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Show the champion model: version, gate verdict, per-category metrics, and how to open the UIs."""
-    from modops.registry.promotion import champion_version
+    from modops.registry.promotion import challenger_version, champion_version
     from modops.registry.tracking import configure_mlflow
 
     settings = load_settings()
@@ -309,7 +309,14 @@ def champion(
     model_name = name or settings.model_name
     champ = champion_version(model_name)
     if champ is None:
-        _fail(f"no champion for model '{model_name}' yet: run `make demo` or `modops run-dag`")
+        challenger = challenger_version(model_name)
+        if challenger is None:
+            _fail(f"no champion for model '{model_name}' yet: run `make demo` or `modops run-dag`")
+        reasons = challenger.tags.get("modops.gate_reasons", "").replace("\n", "; ")
+        _fail(
+            f"no champion for model '{model_name}': candidate version {challenger.version} failed the gate "
+            f"({reasons or 'no reasons recorded'}); see eval/metrics.json and `gate` in params.yaml"
+        )
     import mlflow
 
     run = mlflow.get_run(champ.run_id)

@@ -136,3 +136,16 @@ def test_pyfunc_accepts_base64_and_rejects_bad_frames(tmp_path):
     assert out.loc[0, "error"] == "" and "base64" in out.loc[1, "error"]
     with pytest.raises(ValueError, match="'image' or 'path'"):
         predict_frame(predictor, pd.DataFrame({"x": [1]}))
+
+
+def test_champion_command_explains_a_failed_gate(mlflow_state, tmp_path, monkeypatch):
+    """With no champion but a failed candidate, `modops champion` says which floors it missed."""
+    from typer.testing import CliRunner
+
+    from modops.cli import app
+
+    _register(_model_dir(tmp_path, 0), passed=False, sha="e" * 64)
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "m")
+    result = CliRunner().invoke(app, ["champion"])
+    assert result.exit_code == 1
+    assert "failed the gate" in result.output and "because" in result.output

@@ -62,6 +62,15 @@ def champion_version(name: str, *, client: MlflowClient | None = None):  # noqa:
         return None
 
 
+def challenger_version(name: str, *, client: MlflowClient | None = None):  # noqa: ANN201
+    """The ModelVersion behind alias ``challenger`` (the latest candidate), or None."""
+    client = client or MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, CHALLENGER)
+    except MlflowException:
+        return None
+
+
 def download_model_dir(name: str, version: str, dst: Path) -> Path:
     """Download a registered version and return its modops model folder (for re-scoring)."""
     return download_uri_model_dir(f"models:/{name}/{version}", dst)
