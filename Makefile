@@ -54,4 +54,4 @@ lint: venv  ## ruff
 	ruff check src tests dags pipelines benchmarks
 
 clean-state:  ## delete runtime state and pipeline outputs (keeps data/raw)
-	rm -rf .modops data/ingested data/store data/split data/holdout.parquet models eval reports
+	rm -rf .modops data/ingested data/store data/labels data/cold_start data/split data/holdout.parquet models eval reports

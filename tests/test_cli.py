@@ -77,6 +77,30 @@ def test_champion_without_a_registry_says_what_to_run():
 def test_predict_missing_file(tmp_path):
     result = _run("predict", str(tmp_path / "nope.jpg"), "--model-uri", "models:/x@champion")
     assert result.exit_code == 1
+    assert "no such image file" in result.output and "Traceback" not in result.output
+
+
+def test_predict_without_a_model_says_what_to_run(tmp_path):
+    img = tmp_path / "a.jpg"
+    img.write_bytes(b"not read before the model loads")
+    result = _run("predict", str(img), "--model-uri", "models:/nope@champion")
+    assert result.exit_code == 1
+    assert "cannot load model models:/nope@champion" in result.output and "Traceback" not in result.output
+
+
+def test_labels_import_rejects_upload_source(tmp_path):
+    export = tmp_path / "e.csv"
+    export.write_text("image_id,label\nabc,clean\n")
+    result = _run("labels", "import", str(export), "--source", "upload", "--labels", str(tmp_path / "labels"))
+    assert result.exit_code == 2
+    assert "upload" in result.output
+
+
+def test_labels_status_on_a_file_is_a_clear_error(tmp_path):
+    not_a_dir = tmp_path / "labels"
+    not_a_dir.write_text("x")
+    result = _run("labels", "status", "--labels", str(not_a_dir))
+    assert result.exit_code == 1 and "Traceback" not in result.output
 
 
 def test_explain_writes_a_heatmap_for_a_local_model(tmp_path):

@@ -5,6 +5,7 @@ Run ``modops --help``. Paths default to the layout in ``dvc.yaml``; every one ca
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -65,7 +66,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _quiet()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, StageError, FileNotFoundError, ValueError) as exc:
+        except (ConfigError, StageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
             _fail(str(exc))
         except QuarantineError as exc:
             _fail(f"the image cannot be decoded safely: {exc}")
@@ -404,11 +405,18 @@ def labels_status(
     print(json.dumps(labels_status_stage(labels_dir, as_of=as_of), indent=2))
 
 
+class ImportSource(enum.StrEnum):
+    """Sources an import may write: upload labels come only from ingest (they may enter val/holdout)."""
+
+    reviewer = "reviewer"
+    retrieval = "retrieval"
+
+
 @labels_app.command("import")
 @handle_errors
 def labels_import(
     export: Annotated[Path, typer.Argument(help="Label Studio JSON / JSON_MIN export, or CSV with image_id,label")],
-    source: Annotated[str, typer.Option(help="label source: reviewer | retrieval")] = "reviewer",
+    source: Annotated[ImportSource, typer.Option(help="source of the imported decisions")] = ImportSource.reviewer,
     round_: Annotated[int, typer.Option("--round", help="labelling round (0 = cold start)")] = 0,
     labels_dir: LABELS_DIR = Path("data/labels"),
     params: PARAMS = Path("params.yaml"),
@@ -416,7 +424,7 @@ def labels_import(
     """Append reviewers' decisions to the label store (a new batch; re-importing the same file adds nothing)."""
     from modops.stages import labels_import_stage
 
-    print(json.dumps(labels_import_stage(export, labels_dir, source=source, round_=round_, params_path=params)))
+    print(json.dumps(labels_import_stage(export, labels_dir, source=source.value, round_=round_, params_path=params)))
 
 
 @app.command()
@@ -428,16 +436,20 @@ def predict(
     """Score image files with a registered model (the champion by default); prints JSON lines."""
     import mlflow
     import pandas as pd
+    from mlflow.exceptions import MlflowException
 
     from modops.registry.tracking import configure_mlflow
 
     settings = load_settings()
     configure_mlflow(settings)
     uri = model_uri or f"models:/{settings.model_name}@champion"
-    model = mlflow.pyfunc.load_model(uri)
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file(s): {missing}")
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        _fail(f"cannot load model {uri}: {exc.message}; run `make demo` or pass --model-uri")
     result = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
     for path, row in zip(images, result.to_dict(orient="records"), strict=True):
         print(json.dumps({"path": str(path), **{k: (float(v) if hasattr(v, "item") else v) for k, v in row.items()}}))

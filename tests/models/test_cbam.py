@@ -108,7 +108,8 @@ def test_insert_cbam_trains_end_to_end():
     torch.manual_seed(0)
     model = _resnet().train()
     model(torch.randn(2, 3, 32, 32)).sum().backward()
-    assert model.layer4[1].channel_gate.mlp[-1].weight.grad is not None
+    grad = model.layer4[1].channel_gate.mlp[-1].weight.grad
+    assert grad is not None and grad.abs().sum() > 0  # the zero-initialised gate still learns
 
 
 @pytest.mark.parametrize("path", ["layer9", "layer1.7", "fc.weight_typo", ""])

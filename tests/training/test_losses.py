@@ -79,11 +79,13 @@ def test_ohem_cross_entropy_is_mean_of_top_k_per_sample_ce(fraction, weighted):
     weight = torch.tensor([1.0, 3.0, 0.5]) if weighted else None
     per_sample = F.cross_entropy(logits, targets, weight=weight, reduction="none")
     k = math.ceil(fraction * len(per_sample))
-    expected = per_sample.topk(k).values.mean()
+    top = per_sample.topk(k)
+    denominator = weight[targets[top.indices]].sum() if weighted else k
+    expected = top.values.sum() / denominator
     got = ohem_cross_entropy(logits, targets, keep_fraction=fraction, weight=weight)
     torch.testing.assert_close(got, expected)
-    if fraction == 1.0:
-        torch.testing.assert_close(got, per_sample.mean())
+    if fraction == 1.0:  # keeping everything is exactly (weighted) cross-entropy
+        torch.testing.assert_close(got, F.cross_entropy(logits, targets, weight=weight))
 
 
 def test_ohem_cross_entropy_only_the_kept_samples_get_gradient():

@@ -40,10 +40,15 @@ def ohem_cross_entropy(
         logits: [B, C].
         targets: Class indices [B].
         keep_fraction: Fraction of the batch kept, in (0, 1].
-        weight: Optional class weights [C].
+        weight: Optional class weights [C]; the kept losses are then averaged with those weights.
     """
     per_sample = F.cross_entropy(logits, targets, weight=weight, reduction="none")
-    return per_sample[ohem_select(per_sample.detach(), keep_fraction=keep_fraction)].mean()
+    kept = ohem_select(per_sample.detach(), keep_fraction=keep_fraction)
+    if weight is None:
+        return per_sample[kept].mean()
+    # Normalise like F.cross_entropy(weight=...) (by the kept samples' weights), so keep_fraction=1
+    # equals weighted cross-entropy and the loss does not jump when the warm-up ends.
+    return per_sample[kept].sum() / weight[targets[kept]].sum()
 
 
 def _cross_entropy(*, weight: torch.Tensor | None = None, **_: float) -> LossFn:
