@@ -354,7 +354,7 @@ def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
         table.add_row(cat, *(f"{v:.3f}" for v in values))
     console.print(table)
     share = info.get("stage2_share")
-    if share is not None:
+    if share:  # single models log a zero share; only a cascade routes anything
         console.print(f"cascade: {share:.1%} of holdout images reached stage 2")
     console.print(
         f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}  "
