@@ -24,7 +24,7 @@ from modops.config import ColdStartConfig, TrainConfig
 from modops.data.datasets import ImageReader, StoreDataset, make_loader
 from modops.models.io import MemberSpec, ModelSpec
 from modops.models.predictor import SingleModel
-from modops.training.loop import Optimizer, inputs, labelled_loader, new_network, setup_runtime
+from modops.training.loop import Optimizer, labelled_loader, new_network, setup_runtime, train_step
 from modops.training.losses import make_loss
 
 __all__ = ["EMBEDDERS", "Embedding", "embed_ids"]
@@ -123,15 +123,12 @@ def _seed_contrast(
     )
     net.train()
     for batch in loader:
-        if not batch.ok.any():
-            continue
-        x = inputs(batch.images[batch.ok], runtime, jitter=tcfg.augment.color_jitter, generator=jitter)
-        t = batch.labels[batch.ok].to(runtime.device)
-        with runtime.autocast():
-            logits = net(x)
-        loss = loss_fn(logits.float(), t, opt.steps / opt.total_steps)
-        opt.step(loss)
-        seen += len(t)
+        stepped = train_step(
+            net, batch, opt=opt, loss_fn=loss_fn, runtime=runtime, jitter=tcfg.augment.color_jitter, generator=jitter
+        )
+        if stepped is not None:
+            loss, n = stepped
+            seen += n
     spec = ModelSpec(classes=classes, members=(MemberSpec("model", cfg.backbone, cfg.image_size),))
     info = {"steps": cfg.steps, "train_images": len(ids), "seconds": round(time.perf_counter() - start, 1)}
     info["final_loss"] = round(float(loss.detach()), 4) if seen else None

@@ -226,6 +226,28 @@ def steps_per_epoch(cfg: TrainConfig, *, n_train: int, samples_per_epoch: int | 
     return max(1, math.ceil((n or n_train) / cfg.batch_size))
 
 
+def train_step(
+    net: nn.Module,
+    batch: Batch,
+    *,
+    opt: Optimizer,
+    loss_fn: LossFn,
+    runtime: Runtime,
+    jitter: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, int] | None:
+    """One optimiser step on a batch's readable images; returns (loss, images) or None if none were readable."""
+    if not batch.ok.any():
+        return None
+    x = inputs(batch.images[batch.ok], runtime, jitter=jitter, generator=generator)
+    y = batch.labels[batch.ok].to(runtime.device)
+    with runtime.autocast():
+        logits = net(x)
+    loss = loss_fn(logits.float(), y, opt.steps / opt.total_steps)
+    opt.step(loss)
+    return loss, len(y)
+
+
 def fit(
     net: nn.Module,
     *,
@@ -257,15 +279,13 @@ def fit(
         net.train()
         for step, batch in enumerate(batches(epoch), start=1):
             skipped += int((~batch.ok).sum())
-            if not batch.ok.any():
+            stepped = train_step(
+                net, batch, opt=opt, loss_fn=loss_fn, runtime=runtime, jitter=cfg.augment.color_jitter, generator=jitter
+            )
+            if stepped is None:
                 continue
-            x = inputs(batch.images[batch.ok], runtime, jitter=cfg.augment.color_jitter, generator=jitter)
-            y = batch.labels[batch.ok].to(runtime.device)
-            with runtime.autocast():
-                logits = net(x)
-            loss = loss_fn(logits.float(), y, opt.steps / opt.total_steps)
-            opt.step(loss)
-            total, seen = total + loss.item() * len(y), seen + len(y)
+            loss, n = stepped
+            total, seen = total + loss.item() * n, seen + n
             if progress:
                 progress(f"{phase} epoch {epoch}/{epochs}", step, steps)
         samples += seen
