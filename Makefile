@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo test test-fast lint clean-state
+.PHONY: help venv browser demo test test-fast lint clean-state
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,13 +38,22 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced  ## create/refresh .venv from uv.lock
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+browser:  ## install Debian's chromium for the browser tests (apt; needs root or sudo)
+	@test -x $(CHROMIUM) || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
+	@test -x $(CHROMIUM) || { echo "chromium is missing at $(CHROMIUM): apt-get install chromium" >&2; exit 1; }
+
 demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champion in the MLflow registry
 	modops demo-data --out data/raw --size $(DEMO_SIZE) --n-images $(DEMO_IMAGES) --seed $(DEMO_SEED) \
 		--positive-rate $(DEMO_POSITIVE_RATE) --labelled-fraction $(DEMO_LABELLED) --seeds-per-category $(DEMO_SEEDS)
 	modops run-dag modops_training
 	modops champion
 
-test: venv  ## all tests, including the end-to-end DAG smoke run on the small pool
+test: venv browser  ## all tests, including the end-to-end DAG smoke run on the small pool
 	pytest -q
 
 test-fast: venv  ## unit tests only (no end-to-end run)

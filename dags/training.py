@@ -11,12 +11,16 @@ Runs the training pipeline defined in `dvc.yaml`, **one DVC stage per task**, in
   pool (faiss), exports them for confirmation (Label Studio JSON, CSV) and imports the
   reviewers' decisions into the label store as `retrieval` labels.
 - **split**: stratified, duplicate-aware train/val split over the label store's labels; the
-  holdout stays frozen and only takes labels that came with uploads.
+  holdout stays frozen and only takes labels that came with uploads. A holdout already
+  published on the DVC remote (by this clone or another) is the one used.
+- **publish**: pushes the outputs to the DVC remote (`MODOPS_DVC_REMOTE`, by default a folder in
+  the state folder) and publishes the frozen holdout's pointer there, once, so every clone and
+  worker judges models on the same holdout. Not a DVC stage: it changes nothing in the project.
 - **train**: trains one candidate with the trainer and backbone named in `params.yaml`.
 - **evaluate**: scores the holdout: per-category metrics, thresholds, confidence intervals, plots.
 - **register**: applies the promotion gate and records the candidate in the MLflow registry.
 
-Task ids are the DVC stage names.
+Task ids are the DVC stage names (and `publish`).
 
 Each task runs `dvc repro --single-item <stage>` in the project folder (`$MODOPS_PROJECT_DIR`).
 **DVC decides what is stale**: a stage whose code, inputs and params are unchanged is skipped
@@ -49,13 +53,14 @@ from datetime import timedelta
 
 from airflow.sdk import chain, dag, task
 
-from modops.orchestration import STAGES, run_stage
+from modops.orchestration import TASKS, publish_outputs, run_stage, task_report
 
 _DISPLAY = {
     "ingest": "Ingest uploads",
     "validate": "Validate manifest",
     "cold_start": "Cold start (retrieval)",
     "split": "Split (frozen holdout)",
+    "publish": "Publish to the DVC remote",
     "train": "Train candidate",
     "evaluate": "Evaluate on holdout",
     "register": "Gate and register",
@@ -68,9 +73,15 @@ def _stage_task(stage: str):
     @task(task_id=stage, task_display_name=_DISPLAY.get(stage, stage))
     def run_dvc_stage() -> dict[str, object]:
         result = run_stage(stage)
-        return {"stage": result.stage, "skipped": result.skipped, "duration_s": result.duration_s}
+        return task_report(stage, skipped=result.skipped, duration_s=result.duration_s)
 
     return run_dvc_stage
+
+
+@task(task_id="publish", task_display_name=_DISPLAY["publish"])
+def publish() -> dict[str, object]:
+    """Push outputs and the frozen holdout to the DVC remote (the logic lives in modops.remote)."""
+    return publish_outputs()
 
 
 @dag(
@@ -91,7 +102,7 @@ def _stage_task(stage: str):
     },
 )
 def modops_training() -> None:
-    chain(*(_stage_task(stage)() for stage in STAGES))
+    chain(*(publish() if name == "publish" else _stage_task(name)() for name in TASKS))
 
 
 modops_training()

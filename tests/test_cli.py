@@ -33,6 +33,13 @@ def test_help_lists_every_stage():
         "predict",
         "explain",
         "labels",
+        "promote",
+        "rollback",
+        "audit",
+        "publish",
+        "pull",
+        "dashboard",
+        "dvc",
     ):
         assert cmd in out
 
@@ -137,3 +144,28 @@ def test_labels_import_appends_once_and_status_reports_the_version(tmp_path, mon
     bad.write_text(f"image_id,label\n{'c' * 64},kitten\n")
     refused = _run("labels", "import", str(bad), "--labels", store)
     assert refused.exit_code == 1 and "kitten" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rollback", "--reason", "x"), "no champion to roll back"),
+        (("promote", "3", "--reason", "x"), "no version"),
+        (("dashboard", "build"), "make demo"),
+        (("audit",), "make demo"),
+    ],
+)
+def test_registry_commands_without_a_model_are_one_clear_error(args, message):
+    result = _run(*args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_promote_needs_a_reason():
+    result = _run("promote", "3")
+    assert result.exit_code == 2 and "--reason" in result.output
+
+
+def test_dvc_passthrough_runs_dvc_with_this_environment():
+    result = _run("dvc", "version")
+    assert result.exit_code == 0

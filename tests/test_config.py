@@ -97,3 +97,35 @@ def test_dvc_train_stage_depends_on_exactly_the_shared_keys_and_the_active_train
     assert declared == {"labels", *shared, "train.${train.trainer}"}
     for name in TRAINERS:
         assert name in TrainConfig.model_fields, f"trainer {name!r} needs its own train.{name} section"
+
+
+def test_gate_config_evidence_defaults_are_safe():
+    from modops.config import GateConfig
+
+    cfg = GateConfig()
+    assert (cfg.min_support, cfg.decide_on) == (20, "lower_bound")
+    assert (cfg.bootstrap_resamples, cfg.confidence, cfg.seed) == (1000, 0.95, 0)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"min_support": -1}, "gate.min_support"),
+        ({"decide_on": "mean"}, "gate.decide_on"),
+        ({"bootstrap_resamples": 50}, "gate.bootstrap_resamples"),
+        ({"confidence": 0.5}, "gate.confidence"),
+        ({"confidence": 1.0}, "gate.confidence"),
+        ({"min_suport": 5}, r"did you mean 'min_support'"),
+    ],
+)
+def test_gate_config_rejects_bad_evidence_settings(values, match):
+    with pytest.raises(ConfigError, match=match):
+        load_section({"gate": values}, "gate")
+
+
+def test_profiles_choose_their_gate_evidence():
+    demo = load_section(load_params(REPO / "params.yaml"), "gate")
+    production = load_section(load_params(REPO / "profiles/production.yaml"), "gate")
+    # The demo holdout has ~40-100 positives per category: point estimates, >= 20 positives.
+    assert (demo.decide_on, demo.min_support) == ("point", 20)
+    assert (production.decide_on, production.min_support) == ("lower_bound", 20)

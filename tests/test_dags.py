@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modops.orchestration import STAGES
+from modops.orchestration import STAGES, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
@@ -186,9 +186,12 @@ def test_schedule_and_concurrency_are_explicit(path: Path) -> None:
 
 def test_training_dag_runs_the_stages_in_order(probe: dict) -> None:
     tasks = probe["dags"]["modops_training"]["tasks"]
-    assert [t["task_id"] for t in tasks] == list(STAGES)
-    # A strict chain: each stage waits for exactly the one before it.
-    assert [t["upstream"] for t in tasks] == [[], *([s] for s in STAGES[:-1])]
+    assert [t["task_id"] for t in tasks] == list(TASKS)
+    assert [t for t in TASKS if t != "publish"] == list(STAGES)
+    # The holdout is published as soon as it is frozen, before anything is judged on it.
+    assert TASKS.index("publish") == TASKS.index("split") + 1
+    # A strict chain: each task waits for exactly the one before it.
+    assert [t["upstream"] for t in tasks] == [[], *([s] for s in TASKS[:-1])]
     assert probe["dags"]["modops_training"]["max_active_runs"] == 1
 
 

@@ -60,7 +60,9 @@ def test_training_dag_end_to_end(tmp_path):
     params["evaluate"]["explain_examples"] = 2
     params["validate"]["min_count_per_class"] = 5
     # A 1-epoch model on 500 images: open the floors here; the gate logic has its own tests.
-    params["gate"].update({"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "category_floors": {}})
+    params["gate"].update(
+        {"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "category_floors": {}, "min_support": 0}
+    )
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {
@@ -74,29 +76,32 @@ def test_training_dag_end_to_end(tmp_path):
     _run([*git, "init", "-q"], cwd=project, env=env)
     _run([*git, "add", "-A"], cwd=project, env=env)
     _run([*git, "commit", "-qm", "snapshot"], cwd=project, env=env)
-    _run(
-        [
-            str(BIN / "modops"),
-            "demo-data",
-            "--out",
-            "data/raw",
-            "--size",
-            "small",
-            "--n-images",
-            "500",
-            "--positive-rate",
-            "0.12",
-            "--seed",
-            "3",
-            "--labelled-fraction",
-            "0.8",
-            "--seeds-per-category",
-            "5",
-        ],
-        cwd=project,
-        env=env,
-    )
-    _run([str(BIN / "modops"), "run-dag", "modops_training"], cwd=project, env=env, timeout=1500)
+    demo_data = [
+        str(BIN / "modops"),
+        "demo-data",
+        "--out",
+        "data/raw",
+        "--size",
+        "small",
+        "--n-images",
+        "500",
+        "--positive-rate",
+        "0.12",
+        "--seed",
+        "3",
+        "--labelled-fraction",
+        "0.8",
+        "--seeds-per-category",
+        "5",
+    ]
+    _run(demo_data, cwd=project, env=env)
+    run = _run([str(BIN / "modops"), "run-dag", "modops_training"], cwd=project, env=env, timeout=1500)
+    # A newcomer's screen: one line per task, not Airflow's internals (those go to a log file).
+    shown = (run.stdout + run.stderr).strip().splitlines()
+    assert len(shown) <= 12, "\n".join(shown)
+    for task in ("ingest", "validate", "cold_start", "split", "publish", "train", "evaluate", "register"):
+        assert any(line.strip().startswith(task) for line in shown), (task, shown)
+    assert "success" in shown[-1] and (tmp_path / "state" / "logs").is_dir()
 
     champion = json.loads(_run([str(BIN / "modops"), "champion", "--json"], cwd=project, env=env).stdout)
     assert champion["version"] == "1" and "champion" in champion["aliases"]
@@ -113,9 +118,63 @@ def test_training_dag_end_to_end(tmp_path):
 
     status = _run([str(BIN / "dvc"), "status"], cwd=project, env=env).stdout
     assert "up to date" in status, status
+    _second_clone_reuses_the_holdout(project, tmp_path / "clone", env=env, demo_data=demo_data, git=git)
 
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = _run([str(BIN / "dvc"), "repro"], cwd=project, env=env).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train", "evaluate", "register"}, out
+
+    # Whatever the gate said about v2, a person can make it champion and roll it back; the
+    # dashboard shows the move and the numbers of eval/metrics.json.
+    modops = [str(BIN / "modops")]
+    if json.loads(_run([*modops, "champion", "--json"], cwd=project, env=env).stdout)["version"] != "2":
+        _run([*modops, "promote", "2", "--force", "--reason", "e2e: try v2"], cwd=project, env=env)
+    _run([*modops, "rollback", "--reason", "e2e: v2 flags too much"], cwd=project, env=env)
+    assert json.loads(_run([*modops, "champion", "--json"], cwd=project, env=env).stdout)["version"] == "1"
+    trail = [json.loads(x) for x in _run([*modops, "audit", "--json"], cwd=project, env=env).stdout.splitlines()]
+    assert (trail[0]["action"], trail[0]["from_version"], trail[0]["to_version"]) == ("rollback", "2", "1")
+    _run([*modops, "dashboard", "build"], cwd=project, env=env)
+    _dashboard_shows(tmp_path / "state" / "dashboard", json.loads((project / "eval/metrics.json").read_text()))
+
+
+def _second_clone_reuses_the_holdout(project: Path, clone: Path, *, env: dict, demo_data: list[str], git: list[str]):
+    """A second clone on the same state pulls the published outputs and finds every stage up to date."""
+    _run([str(BIN / "modops"), "publish"], cwd=project, env=env)  # every output, not only the holdout
+    _run([*git, "add", "-f", "dvc.lock"], cwd=project, env=env)
+    _run([*git, "commit", "-qm", "pipeline run"], cwd=project, env=env)
+    _run(["git", "clone", "-q", str(project), str(clone)], cwd=project.parent, env=env)
+    clone_env = {**env, "MODOPS_PROJECT_DIR": str(clone)}
+    _run(demo_data, cwd=clone, env=clone_env)  # the same uploads, generated again
+    _run([str(BIN / "modops"), "pull"], cwd=clone, env=clone_env)
+    status = _run([str(BIN / "dvc"), "status"], cwd=clone, env=clone_env).stdout
+    assert "up to date" in status, status
+    assert (clone / "data/holdout.parquet").read_bytes() == (project / "data/holdout.parquet").read_bytes()
+
+
+def _dashboard_shows(site: Path, metrics: dict) -> None:
+    """Open the built site in headless chromium: no errors, the rollback listed, v2's numbers shown.
+
+    ``metrics`` is the project's current ``eval/metrics.json``: the rerun that registered v2 wrote it.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.test_browser import ARGS, CHROMIUM, _expected_numbers
+
+    assert Path(CHROMIUM).is_file(), "run `make browser` (apt-get install chromium) for the dashboard check"
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto((site / "index.html").as_uri(), wait_until="load")
+        index = page.inner_text("main")
+        page.goto((site / "versions" / "2.html").as_uri(), wait_until="load")
+        v2 = page.inner_text("main")
+        browser.close()
+    assert problems == [], problems
+    assert "Rolled back" in index
+    missing = [n for n in _expected_numbers(metrics) if n not in v2]
+    assert not missing, f"v2's page lacks {missing} from eval/metrics.json"

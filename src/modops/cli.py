@@ -59,6 +59,7 @@ def _fail(message: str, code: int = 1) -> None:
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can fix into one clear line and a non-zero exit (no traceback)."""
     from modops.data.images import QuarantineError
+    from modops.registry.errors import ModelNotRegistered, RegistryError
     from modops.stages import StageError
 
     @functools.wraps(fn)
@@ -66,8 +67,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _quiet()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, StageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
-            _fail(str(exc))
+        except (
+            ConfigError,
+            StageError,
+            RegistryError,
+            FileNotFoundError,
+            NotADirectoryError,
+            ValueError,
+            ModelNotRegistered,
+        ) as exc:
+            _fail(str(exc))  # PromotionError is a ValueError
         except QuarantineError as exc:
             _fail(f"the image cannot be decoded safely: {exc}")
 
@@ -188,7 +197,15 @@ def split(
     """Split into train/val/holdout without letting near-duplicates cross splits."""
     from modops.stages import split_stage
 
-    split_stage(manifest, out, holdout_path=holdout, labels_dir=labels_dir, params_path=params, reporter=_reporter())
+    split_stage(
+        manifest,
+        out,
+        holdout_path=holdout,
+        labels_dir=labels_dir,
+        params_path=params,
+        settings=load_settings(),
+        reporter=_reporter(),
+    )
 
 
 @app.command()
@@ -242,7 +259,6 @@ def register(
     eval_dir: Annotated[Path, typer.Option("--eval")] = Path("eval"),
     manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/ingested/manifest.parquet"),
     splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
-    holdout: Annotated[Path, typer.Option("--holdout")] = Path("data/holdout.parquet"),
     store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
     train_metrics: Annotated[Path, typer.Option("--train-metrics")] = Path("models/train_metrics.json"),
     out: Annotated[Path, typer.Option("--out")] = Path("eval/registration.json"),
@@ -258,7 +274,6 @@ def register(
         splits,
         out,
         store_dir=store,
-        holdout_path=holdout,
         params_path=params,
         settings=load_settings(),
         train_metrics_path=train_metrics,
@@ -271,17 +286,56 @@ def register(
 def run_dag(
     dag_id: Annotated[str, typer.Argument(help="DAG to run in-process")] = "modops_training",
     logical_date: Annotated[str | None, typer.Option(help="logical date (default: now)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="stream Airflow's whole output")] = False,
 ) -> None:
-    """Run a DAG end to end with `airflow dags test` on the embedded default (SQLite, LocalExecutor)."""
+    """Run a DAG end to end with `airflow dags test` on the embedded default (SQLite, LocalExecutor).
+
+    Prints one line per task (ran or skipped, duration, key figure); Airflow's whole output
+    goes to a log file in the state folder, whose path is printed (and its last lines on failure).
+    """
+    import time
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
     from modops.orchestration import DagRunFailed, dag_test, ensure_airflow_db, project_dir
 
     settings, project = load_settings(), project_dir()
-    ensure_airflow_db(settings, project)
+    console = Console(highlight=False, soft_wrap=True)  # one line per task, whatever the terminal width
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_file = None if verbose else settings.state_dir.resolve() / "logs" / f"{dag_id}-{stamp}.log"
+    started = time.monotonic()
+    if log_file is not None:
+        console.print(f"[bold]{dag_id}[/]: running; Airflow's full output -> {log_file}")
+    ensure_airflow_db(settings, project, log_file=None if log_file is None else log_file.with_suffix(".db.log"))
     try:
-        dag_test(dag_id, settings=settings, project=project, logical_date=logical_date)
+        dag_test(
+            dag_id,
+            settings=settings,
+            project=project,
+            logical_date=logical_date,
+            log_file=log_file,
+            on_line=None if log_file is None else functools.partial(_task_line, console=console),
+        )
     except DagRunFailed as exc:
-        _fail(str(exc))
-    _reporter().log(f"DAG {dag_id}: success")
+        where = f"\nAirflow's full output (every task's log): {log_file}" if log_file else ""
+        _fail(f"{exc}{where}")
+    minutes, seconds = divmod(int(time.monotonic() - started), 60)
+    console.print(f"[bold green]{dag_id}: success[/] in {minutes} min {seconds:02d} s")
+
+
+def _task_line(line: str, *, console: Any) -> None:  # noqa: ANN401
+    """Show a task's one-line report (see ``modops.orchestration.task_report``)."""
+    from modops.orchestration import STAGE_MARK
+
+    if STAGE_MARK not in line:
+        return
+    try:
+        report, _ = json.JSONDecoder().raw_decode(line.split(STAGE_MARK, 1)[1].strip())
+    except ValueError:
+        return
+    state = "[dim]skipped[/]" if report.get("skipped") else "[green]ran[/]    "
+    console.print(f"  {report['task']:<11} {state} {report['duration_s']:>7.1f} s  {report.get('figure', '')}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -293,6 +347,25 @@ def airflow(ctx: typer.Context) -> None:
     settings, project = load_settings(), project_dir()
     result = run_airflow(list(ctx.args), settings=settings, project=project, check=False)
     raise typer.Exit(result.returncode)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handle_errors
+def dvc(ctx: typer.Context) -> None:
+    """Run any `dvc` command with this environment's Python first on PATH, e.g. `modops dvc repro`.
+
+    The stages in dvc.yaml run `python pipelines/...`; from a shell without the virtualenv
+    activated, a bare `dvc repro` would run them with the system Python.
+    """
+    import subprocess
+
+    from modops.orchestration import project_dir
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), "DVC_NO_ANALYTICS": "true"}
+    tool = Path(bin_dir) / "dvc"
+    done = subprocess.run([str(tool) if tool.exists() else "dvc", *ctx.args], cwd=project_dir(), env=env)
+    raise typer.Exit(done.returncode)
 
 
 @app.command()
@@ -360,6 +433,11 @@ def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
         f"gate: {info['tags'].get('modops.gate', '?')}  data version: {info['tags'].get('modops.data_version', '?')}  "
         f"labels: {info['tags'].get('modops.label_version', '?')}"
     )
+    index = settings.dashboard_dir / "index.html"
+    if index.is_file():
+        console.print(f"\n[bold]Dashboard[/] (stakeholders): {index}\n  serve it: .venv/bin/modops dashboard serve")
+    else:
+        console.print("\n[bold]Dashboard[/]: not built yet: .venv/bin/modops dashboard build")
     console.print("\n[bold]Open the UIs on this state:[/]")
     console.print(f"  MLflow : .venv/bin/mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --port 5000")
     console.print("  Airflow: .venv/bin/modops airflow standalone   (then http://localhost:8080)")
@@ -435,9 +513,9 @@ def predict(
 ) -> None:
     """Score image files with a registered model (the champion by default); prints JSON lines."""
     import mlflow
-    import pandas as pd
     from mlflow.exceptions import MlflowException
 
+    from modops.registry.pyfunc import files_frame, served_decode_limits
     from modops.registry.tracking import configure_mlflow
 
     settings = load_settings()
@@ -450,9 +528,170 @@ def predict(
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         _fail(f"cannot load model {uri}: {exc.message}; run `make demo` or pass --model-uri")
-    result = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
+    # The files are sent as bytes: a served model reads no paths (see modops.registry.pyfunc).
+    result = model.predict(files_frame(images, max_bytes=served_decode_limits(model).max_bytes))
     for path, row in zip(images, result.to_dict(orient="records"), strict=True):
         print(json.dumps({"path": str(path), **{k: (float(v) if hasattr(v, "item") else v) for k, v in row.items()}}))
+
+
+REASON = Annotated[str, typer.Option("--reason", help="why: recorded in the audit trail with who and when")]
+NAME = Annotated[str | None, typer.Option("--name", help="registered model name (default from settings)")]
+
+
+def _registry(name: str | None):  # noqa: ANN202
+    from modops.registry.tracking import configure_mlflow
+
+    settings = load_settings()
+    configure_mlflow(settings)
+    return settings, name or settings.model_name
+
+
+@app.command()
+@handle_errors
+def promote(
+    version: Annotated[str, typer.Argument(help="the model version to make champion")],
+    reason: REASON,
+    force: Annotated[bool, typer.Option(help="promote a version that failed its gate (recorded)")] = False,
+    rebaseline: Annotated[
+        bool, typer.Option(help="accept a version judged on a new holdout as the new baseline (recorded)")
+    ] = False,
+    name: NAME = None,
+) -> None:
+    """Move `champion` to VERSION by hand; the move is recorded (who, when, why, from, to)."""
+    from modops.registry.promotion import promote_version
+
+    _, model = _registry(name)
+    event = promote_version(model, version, reason=reason, force=force, rebaseline=rebaseline)
+    _reporter().log(f"{event['action']}: {model} champion v{event['from_version']} -> v{event['to_version']}")
+    _rebuild_dashboard_quietly()
+
+
+@app.command()
+@handle_errors
+def rollback(
+    reason: REASON,
+    to: Annotated[
+        str | None, typer.Option("--to", help="version to go back to (default: the previous champion)")
+    ] = None,
+    name: NAME = None,
+) -> None:
+    """Move `champion` back to the previous champion (or --to VERSION); the move is recorded."""
+    from modops.registry.promotion import rollback_champion
+
+    _, model = _registry(name)
+    event = rollback_champion(model, reason=reason, to=to)
+    _reporter().log(f"rollback: {model} champion v{event['from_version']} -> v{event['to_version']}")
+    _rebuild_dashboard_quietly()
+
+
+@app.command()
+@handle_errors
+def audit(
+    name: NAME = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines instead of a table")] = False,
+) -> None:
+    """The audit trail: every alias move (register, promote, rollback, failed gate), newest first."""
+    from mlflow import MlflowClient
+
+    from modops.registry.audit import read_audit
+
+    _, model = _registry(name)
+    events = read_audit(MlflowClient(), model)
+    if as_json:
+        for e in events:
+            print(json.dumps(e.to_dict(), sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("when", "who", "action", "alias", "from", "to", "reason", title=f"{model}: audit trail")
+    for e in events:
+        table.add_row(e.when, e.who, e.action, e.alias, e.from_version or "-", e.to_version or "-", e.reason)
+    Console().print(table)
+
+
+@app.command()
+@handle_errors
+def publish(
+    holdout_only: Annotated[
+        bool, typer.Option(help="push only the holdout and the image store, not every output")
+    ] = False,
+    rebaseline: Annotated[
+        str | None, typer.Option(help="replace an already published, different holdout; the reason is recorded")
+    ] = None,
+) -> None:
+    """Push pipeline outputs and the frozen holdout to the DVC remote (MODOPS_DVC_REMOTE), once."""
+    from modops.data.holdout import HoldoutConflictError
+    from modops.orchestration import project_dir
+    from modops.registry.audit import current_user
+    from modops.remote import publish as publish_outputs
+
+    try:
+        result = publish_outputs(
+            load_settings(),
+            project=project_dir(),
+            everything=not holdout_only,
+            rebaseline_reason=rebaseline,
+            who=current_user(),
+        )
+    except (HoldoutConflictError, RuntimeError) as exc:
+        _fail(str(exc))
+    print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+
+
+@app.command()
+@handle_errors
+def pull() -> None:
+    """Fetch every output (and the published holdout) from the DVC remote into this clone."""
+    from modops.orchestration import project_dir
+    from modops.remote import pull as pull_outputs
+
+    try:
+        line = pull_outputs(load_settings(), project=project_dir())
+    except RuntimeError as exc:
+        _fail(str(exc))
+    _reporter().log(f"pull: {line}")
+
+
+dashboard_app = typer.Typer(help="The stakeholders' promotion dashboard (a static site in the state folder).")
+app.add_typer(dashboard_app, name="dashboard")
+
+
+@dashboard_app.command("build")
+@handle_errors
+def dashboard_build(
+    out: Annotated[Path | None, typer.Option("--out", help="site folder (default: STATE/dashboard)")] = None,
+) -> None:
+    """Write the site: index (promotions, failed candidates, rollbacks) plus one page per model version."""
+    from modops.registry.dashboard_data import build_dashboard
+
+    site = build_dashboard(load_settings(), out_dir=out)
+    _reporter().log(f"dashboard: {site / 'index.html'}  (serve it: modops dashboard serve)")
+
+
+@dashboard_app.command("serve")
+@handle_errors
+def dashboard_serve(
+    site: Annotated[Path | None, typer.Option("--site", help="site folder (default: STATE/dashboard)")] = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the built site over http (Ctrl-C stops)."""
+    from modops.dashboard.serve import serve
+
+    serve(site or load_settings().dashboard_dir, host=host, port=port, announce=lambda url: print(f"dashboard: {url}"))
+
+
+def _rebuild_dashboard_quietly() -> None:
+    """After an alias move, refresh the stakeholders' site so it shows the move."""
+    try:
+        from modops.registry.dashboard_data import build_dashboard
+
+        site = build_dashboard(load_settings())
+    except Exception as exc:  # noqa: BLE001 - the move is done and recorded; the site can be rebuilt
+        _reporter().log(f"dashboard not rebuilt ({type(exc).__name__}: {exc}); run `modops dashboard build`")
+        return
+    _reporter().log(f"dashboard: {site / 'index.html'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

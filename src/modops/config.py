@@ -81,15 +81,47 @@ class LabelsConfig(_Section):
 
 
 class IngestConfig(_Section):
-    """Ingestion limits; files outside them are quarantined with a reason."""
+    """Ingestion limits; files outside them are quarantined with a reason.
+
+    ``max_pixels``, ``max_bytes`` and ``allowed_formats`` are the decode limits
+    (:meth:`decode_limits`): ingest records them in ``ingest_summary.json``, the train stage
+    copies them into ``model.json``, and evaluation, batch scoring and the served model enforce
+    them. (The trainers' own data loaders still decode with the ``DecodeLimits()`` defaults.)
+    """
 
     source: str = "data/raw"
     labels_file: str = "labels.csv"
     max_pixels: int = Field(default=40_000_000, gt=0)
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     min_side: int = Field(default=8, gt=0)
-    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+    allowed_formats: tuple[str, ...] = Field(
+        default=("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"),
+        description="PIL format names whose decoders may run; every other format is quarantined unread",
+    )
     workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
+
+    @model_validator(mode="after")
+    def _known_formats(self) -> IngestConfig:
+        from PIL import Image  # here, not at import: only a config that names formats pays for it
+
+        Image.init()
+        known = set(Image.OPEN) | set(Image.SAVE) | set(Image.MIME)
+        if not self.allowed_formats:
+            raise ValueError("ingest.allowed_formats needs at least one format, e.g. [JPEG, PNG]")
+        for name in self.allowed_formats:
+            if name.upper() not in known:
+                close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"ingest.allowed_formats: {name!r} is not a Pillow format; {hint}known: {sorted(known)}"
+                )
+        return self
+
+    def decode_limits(self):  # noqa: ANN201 - modops.data.images.DecodeLimits, imported lazily
+        """The caps every decode of an ingested image enforces (a :class:`modops.data.images.DecodeLimits`)."""
+        from modops.data.images import DecodeLimits
+
+        return DecodeLimits(max_pixels=self.max_pixels, max_bytes=self.max_bytes, allowed_formats=self.allowed_formats)
 
 
 class ValidateConfig(_Section):
@@ -313,9 +345,12 @@ class EvaluateConfig(_Section):
         workers: DataLoader worker processes for decoding (0 = in the main process).
         explain_examples: Grad-CAM examples per grid (top positives, false positives, false
             negatives of every category); 0 turns the grids off.
+        review_recall: Val recall of the review threshold: images scoring between it and the
+            (precision) threshold go to human review; the review load is reported with it.
     """
 
     target_precision: float = Field(default=0.95, gt=0, le=1)
+    review_recall: float = Field(default=0.98, gt=0, le=1)
     category_target_precision: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     confidence: float = Field(default=0.95, gt=0, lt=1)
@@ -406,6 +441,15 @@ class GateConfig(_Section):
             flags at chance can never pass.
         max_regression: Largest allowed drop of ``regression_metric`` against the champion.
         regression_metric: The metric compared with the champion on the same holdout.
+        min_support: Fewest holdout positives a category needs; below it the gate fails with
+            "not enough evidence" (0 turns the check off).
+        decide_on: ``lower_bound`` judges floors on the Wilson lower bounds (the level is
+            ``evaluate.confidence``) and the regression on the paired bootstrap's lower bound
+            (non-inferiority must be shown); ``point`` judges point estimates. PR-AUC floors
+            are judged on the point estimate (metrics.json has no interval for it).
+        bootstrap_resamples: Paired bootstrap resamples of the champion comparison.
+        confidence: Two-sided level of the paired bootstrap interval.
+        seed: Seed of the paired bootstrap, so a verdict can be reproduced.
     """
 
     min_precision: float = Field(default=0.95, ge=0, le=1)
@@ -413,7 +457,12 @@ class GateConfig(_Section):
     min_pr_auc: float = Field(default=0.0, ge=0, le=1)
     category_floors: dict[str, CategoryFloors] = Field(default_factory=dict)
     max_regression: float = Field(default=0.02, ge=0, le=1)
-    regression_metric: Literal["pr_auc", "recall", "f1"] = "pr_auc"
+    regression_metric: Literal["pr_auc", "recall", "precision", "f1"] = "pr_auc"
+    min_support: int = Field(default=20, ge=0)
+    decide_on: Literal["point", "lower_bound"] = "lower_bound"
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    seed: int = 0
 
     def floors(self, category: str) -> tuple[float, float, float]:
         """``(min_precision, min_recall, min_pr_auc)`` for ``category``."""
@@ -551,6 +600,8 @@ class Settings(_Section):
         s3_endpoint_url: Endpoint for S3-compatible storage (MinIO, moto); None = AWS.
         model_name: Registered model name in the MLflow registry.
         experiment: MLflow experiment name.
+        dvc_remote: The DVC remote that pipeline outputs and the golden holdout are published
+            to: a folder or ``s3://bucket/prefix``; defaults to ``dvc-remote`` in ``state_dir``.
     """
 
     state_dir: Path = Path(".modops")
@@ -559,6 +610,7 @@ class Settings(_Section):
     s3_endpoint_url: str | None = None
     model_name: str = "modops-moderation"
     experiment: str = "modops"
+    dvc_remote: str | None = None
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -571,6 +623,14 @@ class Settings(_Section):
         if self.artifact_root:
             return self.artifact_root
         return (self.state_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def resolved_dvc_remote(self) -> str:
+        return self.dvc_remote or str((self.state_dir / "dvc-remote").resolve())
+
+    @property
+    def dashboard_dir(self) -> Path:
+        return (self.state_dir / "dashboard").resolve()
 
     @property
     def airflow_home(self) -> Path:

@@ -37,11 +37,15 @@ __all__ = [
     "DagRunFailed",
     "StageFailed",
     "StageResult",
+    "STAGE_MARK",
+    "TASKS",
     "airflow_env",
     "dag_test",
     "ensure_airflow_db",
     "project_dir",
+    "publish_outputs",
     "run_airflow",
+    "task_report",
     "run_stage",
 ]
 
@@ -49,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: The DVC stages of the training pipeline, in run order (the names in ``dvc.yaml``).
 STAGES: tuple[str, ...] = ("ingest", "validate", "cold_start", "split", "train", "evaluate", "register")
+#: The training DAG's tasks: the stages, plus ``publish`` (push outputs and the frozen holdout
+#: to the DVC remote) right after the holdout is frozen, before anything is judged on it.
+TASKS: tuple[str, ...] = (*STAGES[:4], "publish", *STAGES[4:])
 
 _TAIL_LINES = 40
 _DB_STAMP = ".modops-db-stamp.json"
@@ -195,6 +202,114 @@ def run_stage(
     return StageResult(stage, code, skipped, round(duration, 3), tail_text)
 
 
+#: Marks the one line per task that ``modops run-dag`` shows out of Airflow's output.
+STAGE_MARK = "modops-task:"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _figure_ingest(root: Path) -> str:
+    s = _read_json(root / "data/ingested/ingest_summary.json")
+    return f"{s['ingested']:,} images ingested, {s['quarantined']:,} quarantined of {s['found']:,}" if s else ""
+
+
+def _figure_validate(root: Path) -> str:
+    s = _read_json(root / "reports/validation/validation.json")
+    return f"{len(s.get('checks', []))} checks passed on {s.get('rows', 0):,} rows" if s else ""
+
+
+def _figure_cold_start(root: Path) -> str:
+    s = _read_json(root / "data/cold_start/metrics.json")
+    if not s:
+        return ""
+    # precision_at_k: {category: {"p@10": ..., "p@50": ..., "n_candidates": ...}}; show the deepest cut-off.
+    shown = []
+    for cat, row in (s.get("precision_at_k") or {}).items():
+        cuts = sorted((int(k[2:]), v) for k, v in row.items() if k.startswith("p@") and v == v)  # v == v: not NaN
+        if cuts:
+            shown.append(f"{cat} {cuts[-1][1]:.2f}@{cuts[-1][0]}")
+    return f"{s.get('confirmed', 0)} confirmed by review" + (f"; precision {', '.join(shown)}" if shown else "")
+
+
+def _figure_split(root: Path) -> str:
+    s = _read_json(root / "data/split/label_version.json")
+    return f"labels {s.get('id')}, holdout {s.get('holdout_hash')}" if s else ""
+
+
+def _figure_train(root: Path) -> str:
+    s = _read_json(root / "models/train_metrics.json")
+    if not s:
+        return ""
+    return f"{s.get('trainer')} {'+'.join(s.get('members', []))}: val macro PR-AUC {s['best_val_macro_pr_auc']:.3f}"
+
+
+def _figure_evaluate(root: Path) -> str:
+    s = _read_json(root / "eval/metrics.json")
+    return ", ".join(f"{c} P {m['precision']:.2f} R {m['recall']:.2f}" for c, m in s.get("holdout", {}).items())
+
+
+def _figure_register(root: Path) -> str:
+    s = _read_json(root / "eval/registration.json")
+    if not s:
+        return ""
+    reg = s["registration"]
+    word = "PASSED -> champion" if s["gate"]["passed"] else "FAILED, champion unchanged"
+    return f"v{reg['version']} gate {word}"
+
+
+_FIGURES = {
+    "ingest": _figure_ingest,
+    "validate": _figure_validate,
+    "cold_start": _figure_cold_start,
+    "split": _figure_split,
+    "train": _figure_train,
+    "evaluate": _figure_evaluate,
+    "register": _figure_register,
+}
+
+
+def task_report(task: str, *, skipped: bool, duration_s: float, project: Path | None = None, figure: str = "") -> dict:
+    """Log the one line ``modops run-dag`` shows for a finished task and return it as the task's result.
+
+    The key figure is read from the stage's own outputs, so a skipped stage shows what it
+    produced last time.
+    """
+    root = project_dir() if project is None else Path(project)
+    if not figure and task in _FIGURES:
+        try:
+            figure = _FIGURES[task](root)
+        except (KeyError, TypeError, ValueError) as exc:  # an older output layout: say so, don't fail the task
+            figure = f"(no summary: {type(exc).__name__})"
+    report = {"task": task, "skipped": skipped, "duration_s": round(duration_s, 1), "figure": figure}
+    log.info("%s %s", STAGE_MARK, json.dumps(report))
+    return report
+
+
+def publish_outputs(*, project: Path | None = None) -> dict[str, Any]:
+    """The DAG's ``publish`` task: push the frozen holdout (ids, labels, images) to the DVC remote.
+
+    Idempotent: DVC pushes only what the remote lacks, and the holdout pointer is written once
+    (a different holdout already published stops the run: see :mod:`modops.data.holdout`).
+    """
+    from modops.config import load_settings
+    from modops.remote import publish
+
+    root = project_dir() if project is None else Path(project).resolve()
+    started = time.monotonic()
+    # The holdout and its images now; every other output is pushed by `modops publish`.
+    result = publish(load_settings(), project=root, everything=False, who="pipeline")
+    log.info("publish: holdout %s on %s (%s)", result.holdout.hash, result.remote, result.dvc_output)
+    return task_report(
+        "publish",
+        skipped=False,
+        duration_s=time.monotonic() - started,
+        project=root,
+        figure=f"holdout {result.holdout.hash} on {result.remote}",
+    )
+
+
 def airflow_env(settings: Settings, *, project: Path) -> dict[str, str]:
     """Environment variables that run Airflow on the embedded default setup, quietly and offline.
 
@@ -235,11 +350,15 @@ def run_airflow(
     project: Path,
     check: bool = True,
     timeout_s: float | None = None,
+    log_file: Path | None = None,
+    on_line: Any = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``airflow <args>`` from this virtualenv with :func:`airflow_env` merged in.
 
     Output (stdout and stderr, merged) is streamed line by line to the
-    ``modops.orchestration.airflow`` logger and also returned.
+    ``modops.orchestration.airflow`` logger, or, with ``log_file``, written to that file only
+    (Airflow's own output is hundreds of lines a run), and is also returned. ``on_line`` is
+    called with every line as it comes (to pick out progress lines).
 
     Args:
         args: The CLI arguments after ``airflow``, e.g. ``["dags", "list"]``.
@@ -256,15 +375,32 @@ def run_airflow(
     env = {**os.environ, **airflow_env(settings, project=root)}
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
-    code, _, _, timed_out = _stream(
-        cmd,
-        cwd=root,
-        env=env,
-        timeout_s=timeout_s,
-        prefix="",
-        sink=lines.append,
-        logger=log.getChild("airflow"),
-    )
+    handle = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 - closed below, after streaming
+
+    def sink(line: str) -> None:
+        lines.append(line)
+        if handle is not None:
+            handle.write(line + "\n")
+            handle.flush()
+        if on_line is not None:
+            on_line(line)
+
+    try:
+        code, _, _, timed_out = _stream(
+            cmd,
+            cwd=root,
+            env=env,
+            timeout_s=timeout_s,
+            prefix="",
+            sink=sink,
+            logger=None if log_file is not None else log.getChild("airflow"),
+        )
+    finally:
+        if handle is not None:
+            handle.close()
     proc = subprocess.CompletedProcess(cmd, code, "\n".join(lines), None)
     if timed_out:
         proc.stdout += f"\n[modops] killed after {timeout_s:g} s"
@@ -273,7 +409,7 @@ def run_airflow(
     return proc
 
 
-def ensure_airflow_db(settings: Settings, project: Path) -> bool:
+def ensure_airflow_db(settings: Settings, project: Path, *, log_file: Path | None = None) -> bool:
     """Create or upgrade Airflow's metadata database, skipping the work when it is current.
 
     ``airflow db migrate`` is idempotent but costs ~10 s of CLI start-up, so for the SQLite
@@ -284,6 +420,7 @@ def ensure_airflow_db(settings: Settings, project: Path) -> bool:
     Args:
         settings: Deployment settings (where the Airflow home lives).
         project: The repo root.
+        log_file: Write the migration's output there instead of the log (see :func:`run_airflow`).
 
     Returns:
         True when ``airflow db migrate`` ran, False when the database was already current.
@@ -299,7 +436,7 @@ def ensure_airflow_db(settings: Settings, project: Path) -> bool:
         if stamp == current and current["revision"]:
             log.debug("airflow db at %s is current (revision %s)", db_file, current["revision"])
             return False
-    run_airflow(["db", "migrate"], settings=settings, project=project)
+    run_airflow(["db", "migrate"], settings=settings, project=project, log_file=log_file)
     if db_file is not None:
         stamp_path.write_text(json.dumps({**wanted, "revision": _sqlite_revision(db_file)}))
     return True
@@ -314,6 +451,8 @@ def dag_test(
     logical_date: str | date | datetime | None = None,
     timeout_s: float | None = None,
     check: bool = True,
+    log_file: Path | None = None,
+    on_line: Any = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one DAG run in-process with ``airflow dags test`` (no scheduler needed).
 
@@ -331,6 +470,7 @@ def dag_test(
             task instances); None = now.
         timeout_s: Kill the run after this many seconds; None = no limit.
         check: Raise :class:`DagRunFailed` when the run fails.
+        log_file, on_line: As in :func:`run_airflow`.
 
     Returns:
         The completed ``airflow dags test`` process (merged output in ``stdout``).
@@ -341,7 +481,9 @@ def dag_test(
         args.append(logical_date if isinstance(logical_date, str) else logical_date.isoformat())
     if conf is not None:
         args += ["--conf", json.dumps(conf)]
-    proc = run_airflow(args, settings=settings, project=project, check=False, timeout_s=timeout_s)
+    proc = run_airflow(
+        args, settings=settings, project=project, check=False, timeout_s=timeout_s, log_file=log_file, on_line=on_line
+    )
     failed = proc.returncode != 0 or re.search(
         rf"DagRun Finished: dag_id={re.escape(dag_id)},.*\bstate=failed", proc.stdout
     )
@@ -384,7 +526,7 @@ def _stream(
     prefix: str,
     scan: re.Pattern[str] | None = None,
     sink: Any = None,
-    logger: logging.Logger = log,
+    logger: logging.Logger | None = log,
 ) -> tuple[int, deque[str], dict[str, bool], bool]:
     """Run ``cmd``, logging each output line as it comes.
 
@@ -418,7 +560,8 @@ def _stream(
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            logger.info("%s%s", prefix, line)
+            if logger is not None:
+                logger.info("%s%s", prefix, line)
             tail.append(line)
             if sink is not None:
                 sink(line)

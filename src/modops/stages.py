@@ -118,6 +118,7 @@ def cold_start_stage(
     label store batch ``labels_dir/retrieval.parquet`` (the confirmed decisions, possibly none).
     """
     from modops.active.cold_start import run_cold_start
+    from modops.data.ingest import read_decode_limits
     from modops.data.labelstore import LabelStore
 
     rep = reporter or NullReporter()
@@ -141,6 +142,7 @@ def cold_start_stage(
             cfg=cfg,
             source=icfg.source,
             labels_file=icfg.labels_file,
+            limits=read_decode_limits(manifest_path.parent),
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "tasks.json", json.dumps(result.tasks, indent=1) + "\n")
@@ -167,13 +169,18 @@ def split_stage(
     holdout_path: Path,
     labels_dir: Path,
     params_path: Path,
+    settings: Settings | None = None,
     reporter: Reporter | None = None,
 ) -> dict:
-    """Split the manifest with the label store's current labels; the holdout at ``holdout_path`` is frozen.
+    """Split the manifest with the label store's current labels; the holdout is frozen.
 
-    Writes ``splits_path`` (with each label's source) and, beside it, ``label_version.json``:
-    the label-store version the split (and so every model trained on it) used.
+    The frozen holdout is the one published on the DVC remote (``settings.dvc_remote``) when
+    there is one, else the local ``holdout_path``, else a new one is drawn (``modops publish``
+    publishes it). Writes ``splits_path`` (with each label's source) and, beside it,
+    ``label_version.json``: the label-store version the split (and every model trained on it)
+    used, and the holdout's content hash.
     """
+    from modops.data.holdout import holdout_hash
     from modops.data.labelstore import LabelStore
     from modops.data.split import split_manifest
 
@@ -185,20 +192,57 @@ def split_stage(
     frame = manifest.merge(snapshot[["image_id", "label", "source"]], on="image_id", how="left")
     frame = frame.astype({"label": object, "source": object}).where(frame.notna(), None)
     orphans = int((~snapshot["image_id"].isin(manifest["image_id"])).sum())
-    frozen = pd.read_parquet(holdout_path) if holdout_path.is_file() else None
+    frozen, origin = _frozen_holdout(holdout_path, settings=settings, manifest_ids=set(manifest["image_id"]))
     result = split_manifest(
         frame, load_section(params, "split"), labels=load_section(params, "labels"), frozen_holdout=frozen
     )
+    judged = result.splits.loc[result.splits["split"] == "holdout", ["image_id", "label"]]
     atomic_write_parquet(splits_path, result.splits)
-    _write_json(splits_path.parent / "label_version.json", {**version.to_dict(), "orphan_labels": orphans})
-    if result.created_holdout:
+    _write_json(
+        splits_path.parent / "label_version.json",
+        {**version.to_dict(), "orphan_labels": orphans, "holdout_hash": holdout_hash(judged)},
+    )
+    if result.created_holdout or origin == "published":
         atomic_write_parquet(holdout_path, result.holdout)
     counts = result.counts()
+    origin = "frozen now (publish it: modops publish)" if result.created_holdout else f"reused ({origin})"
     rep.log(
-        f"split: {json.dumps(counts)}; holdout {'frozen now' if result.created_holdout else 'reused (frozen)'}; "
+        f"split: {json.dumps(counts)}; holdout {holdout_hash(judged)} {origin}; "
         f"labels {version.id} ({version.n_labelled} labelled, {orphans} for images not in the manifest)"
     )
     return {"counts": counts, "created_holdout": result.created_holdout, "label_version": version.id}
+
+
+def _frozen_holdout(
+    holdout_path: Path, *, settings: Settings | None, manifest_ids: set[str]
+) -> tuple[pd.DataFrame | None, str]:
+    """The holdout to keep: the published one (checked against the local one), else the local one."""
+    from modops.data.holdout import fetch_published, holdout_hash, read_pointer
+
+    local = pd.read_parquet(holdout_path) if holdout_path.is_file() else None
+    if settings is None:
+        return local, "local file"
+    remote = settings.resolved_dvc_remote
+    try:
+        pointer = read_pointer(remote, s3_endpoint_url=settings.s3_endpoint_url)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the remote must stop, not draw anew
+        raise StageError(f"cannot read the published holdout on the DVC remote {remote}: {exc}") from exc
+    if pointer is None:
+        return local, "local file"
+    if local is not None and holdout_hash(local) != pointer.hash:
+        raise StageError(
+            f"the local holdout {holdout_path} ({holdout_hash(local)}) differs from the one published on "
+            f"{remote} ({pointer.hash}, {pointer.published_at} by {pointer.by}). Delete {holdout_path} to take "
+            "the published one, or replace the published one on purpose: `modops publish --rebaseline 'why'`"
+        )
+    published = fetch_published(remote, pointer, s3_endpoint_url=settings.s3_endpoint_url)
+    missing = sorted(set(published["image_id"]) - manifest_ids)
+    if missing:
+        raise StageError(
+            f"{len(missing)} of the published holdout's {len(published)} images are not in this manifest "
+            f"(e.g. {missing[:3]}): ingest the same uploads as the clone that published it, or `modops pull`"
+        )
+    return published, f"published {pointer.hash}"
 
 
 def _split_rows(splits: pd.DataFrame, split: str, classes: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
@@ -232,18 +276,23 @@ def train_stage(
     Images stream from ``store_dir`` (nothing is preloaded); the model folder records the
     label version of the split it was trained on.
     """
+    from dataclasses import replace
+
+    from modops.data.ingest import read_decode_limits
     from modops.models.io import save_members
     from modops.training import TrainData, get_trainer
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg = load_section(params, "labels"), load_section(params, "train")
+    # The limits the images were ingested under go into model.json, so serving enforces them too.
+    decode_limits = read_decode_limits(manifest_path.parent)
     trainer = get_trainer(cfg.trainer)
     splits = pd.read_parquet(splits_path)
     train_ids, train_y = _split_rows(splits, "train", labels.all)
     val_ids, val_y = _split_rows(splits, "val", labels.all)
     unlabeled = splits.loc[splits["split"] == "unlabeled", "image_id"].tolist()
-    data = TrainData(ImageStore(store_dir), train_ids, train_y, val_ids, val_y, unlabeled)
+    data = TrainData(ImageStore(store_dir), train_ids, train_y, val_ids, val_y, unlabeled, decode_limits=decode_limits)
     label_version = _label_version(splits_path)
     rep.log(
         f"train: {cfg.trainer}/{cfg.backbone}: {len(train_ids)} train, {len(val_ids)} val, {len(unlabeled)} unlabelled "
@@ -260,6 +309,7 @@ def train_stage(
     for h in result.history:
         rep.log("train: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
     spec = result.spec(labels.all, trainer=cfg.trainer, label_version=label_version)
+    spec = replace(spec, decode_limits=decode_limits)
     save_members(result.networks, spec, model_dir)
     # The learning curves travel with the model (per epoch: val loss and macro PR-AUC, train loss).
     _write_json(model_dir / "history.json", {"history": result.history, "info": result.info})
@@ -384,6 +434,7 @@ def evaluate_stage(
     metrics["kind"] = predictor.spec.kind
     metrics["stage2_share"] = {s: round(scored[s][2].stage2_share, 6) for s in ("val", "holdout")}
     metrics["label_version"] = predictor.spec.label_version
+    metrics["review_load"] = _review_load(scored, report.thresholds, labels=labels, cfg=cfg)
     _write_json(out_dir / "metrics.json", metrics)
     _write_json(out_dir / "thresholds.json", report.thresholds)
     for cat, points in curves.items():
@@ -410,6 +461,28 @@ def evaluate_stage(
     return metrics
 
 
+def _review_load(scored: dict, thresholds: dict[str, float], *, labels, cfg) -> dict:  # noqa: ANN001
+    """Holdout shares auto-allowed / auto-blocked / sent to review; review thresholds chosen on val."""
+    from modops.evaluation.metrics import review_load, threshold_for_recall
+
+    _, y_val, val = scored["val"]
+    review = {
+        c: min(thresholds[c], threshold_for_recall(y_val == i, val.probs[:, i], target_recall=cfg.review_recall))
+        for i, c in enumerate(labels.all)
+        if c in thresholds
+    }
+    _, y, holdout = scored["holdout"]
+    load = review_load(
+        y,
+        holdout.probs,
+        class_names=labels.all,
+        negative=labels.negative,
+        block_thresholds=thresholds,
+        review_thresholds=review,
+    )
+    return {**load, "review_recall": cfg.review_recall}
+
+
 def _explain_holdout(predictor, scores: pd.DataFrame, thresholds: dict, *, store, out_dir: Path, cfg, rep) -> None:  # noqa: ANN001
     """Grad-CAM grids of every category's top positives, false positives and false negatives."""
     from modops.evaluation.explain_report import explanation_grids
@@ -423,36 +496,82 @@ def _explain_holdout(predictor, scores: pd.DataFrame, thresholds: dict, *, store
     rep.log(f"evaluate: {len(grids)} Grad-CAM grids -> {out_dir}")
 
 
-def _champion_metrics(name: str, version: str, *, splits: pd.DataFrame, store: ImageStore, labels, cfg) -> dict:  # noqa: ANN001
-    """Re-score the champion on today's holdout at its own thresholds: a like-for-like comparison."""
+def _policy(cfg, categories: tuple[str, ...]) -> str:  # noqa: ANN001
+    """The threshold policy both models are judged under, as text (it must match on both sides)."""
+    return "val precision >= " + ", ".join(f"{c} {t:g}" for c, t in cfg.targets(categories).items())
+
+
+def _candidate_scores(eval_dir: Path, thresholds: dict, *, labels, cfg):  # noqa: ANN001, ANN202
+    """The candidate's holdout scores as written by the evaluate stage."""
+    from modops.evaluation.compare import ScoredHoldout
+
+    frame = pd.read_parquet(eval_dir / "holdout_scores.parquet")
+    cats = [c for c in labels.categories if c in thresholds]
+    return ScoredHoldout(
+        image_ids=frame["image_id"].to_numpy(str),
+        labels=frame["label"].to_numpy(str),
+        scores={c: frame[f"p_{c}"].to_numpy(float) for c in cats},
+        thresholds={c: float(thresholds[c]) for c in cats},
+        threshold_policy=_policy(cfg, labels.categories),
+    )
+
+
+def _rescore_champion(name: str, version: str, *, splits: pd.DataFrame, store: ImageStore, labels, cfg):  # noqa: ANN001, ANN202
+    """Score the champion on today's val and holdout, and judge it under today's threshold policy.
+
+    Thresholds are re-chosen on val with the current targets, so champion and candidate are
+    compared under the same policy on the same holdout; classes are matched by name, so a
+    champion with another class order (or fewer categories) compares correctly.
+
+    Returns:
+        ``(metrics by category, ScoredHoldout)``.
+    """
     import tempfile
 
-    from modops.evaluation.metrics import category_metrics
+    from modops.evaluation.compare import ScoredHoldout
+    from modops.evaluation.metrics import category_metrics, choose_threshold
     from modops.models.predictor import load_predictor
     from modops.registry.promotion import download_model_dir
     from modops.scoring.batch import score_ids
 
     with tempfile.TemporaryDirectory() as tmp:
         predictor = load_predictor(download_model_dir(name, version, Path(tmp)))
-    ids, y = _split_rows(splits, "holdout", labels.all)
-    scores = score_ids(predictor, ids, reader=store, batch_size=cfg.batch_size, workers=cfg.workers)
-    if not scores.ok.all():
-        raise StageError(f"{int((~scores.ok).sum())} holdout image(s) could not be read from the store; re-run ingest")
-    out = {}
+    classes = tuple(predictor.spec.classes)
+    scored = {}
+    for split in ("val", "holdout"):
+        ids, y = _split_rows(splits, split, labels.all)
+        scores = score_ids(predictor, ids, reader=store, batch_size=cfg.batch_size, workers=cfg.workers)
+        if not scores.ok.all():
+            raise StageError(
+                f"{int((~scores.ok).sum())} {split} image(s) could not be read from the store; re-run ingest"
+            )
+        scored[split] = (ids, np.asarray(labels.all)[y], scores.probs)
+    targets = cfg.targets(labels.categories)
+    metrics, thresholds = {}, {}
     for cat in labels.categories:
-        if cat not in predictor.spec.classes or cat not in predictor.spec.thresholds:
+        if cat not in classes:
             continue
-        # Classes are matched by name, so a champion with another class order compares correctly.
-        col, truth = predictor.spec.classes.index(cat), labels.all.index(cat)
+        col = classes.index(cat)
+        choice = choose_threshold(scored["val"][1] == cat, scored["val"][2][:, col], target_precision=targets[cat])
+        thresholds[cat] = float(choice.threshold)
         m = category_metrics(
-            y == truth,
-            scores.probs[:, col],
+            scored["holdout"][1] == cat,
+            scored["holdout"][2][:, col],
             category=cat,
-            threshold=predictor.spec.thresholds[cat],
+            threshold=choice.threshold,
             confidence=cfg.confidence,
+            val_met_target=choice.met_target,
         )
-        out[cat] = m.to_dict()
-    return out
+        metrics[cat] = {k: v for k, v in m.to_dict().items() if k != "category"}
+    ids, names, probs = scored["holdout"]
+    holdout = ScoredHoldout(
+        image_ids=np.asarray(ids, str),
+        labels=names.astype(str),
+        scores={c: probs[:, classes.index(c)] for c in thresholds},
+        thresholds=thresholds,
+        threshold_policy=_policy(cfg, labels.categories),
+    )
+    return metrics, holdout
 
 
 def _weights_hash(model_dir: Path) -> str:
@@ -476,7 +595,6 @@ def register_stage(
     out_path: Path,
     *,
     store_dir: Path,
-    holdout_path: Path,
     params_path: Path,
     settings: Settings,
     train_metrics_path: Path | None = None,
@@ -486,35 +604,117 @@ def register_stage(
 
     A failed gate is a normal outcome, not an error: the candidate becomes ``challenger``,
     ``champion`` stays where it was, and the reasons are written to ``out_path`` and tagged.
+    A registry that cannot be read or written is an error: the stage stops and no alias moves.
+    The champion is compared only on the same holdout (by content hash) and under the same
+    threshold policy, with a paired bootstrap of the two models' scores.
     """
+    from modops.data.holdout import holdout_hash
     from modops.evaluation.gate import gate_from_config
-    from modops.registry.promotion import champion_version, register_candidate
-    from modops.registry.tracking import configure_mlflow, file_hash, git_revision
+    from modops.registry.promotion import RegistryError
+    from modops.registry.tracking import configure_mlflow
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg, ecfg = load_section(params, "labels"), load_section(params, "gate"), load_section(params, "evaluate")
     name = settings.model_name
-    configure_mlflow(settings)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     thresholds = json.loads((eval_dir / "thresholds.json").read_text())
+    splits = pd.read_parquet(splits_path)
+    judged_on = holdout_hash(splits.loc[splits["split"] == "holdout", ["image_id", "label"]])
     weights_sha = _weights_hash(model_dir)
-    champ = champion_version(name)
-    champion_metrics, label = None, "champion"
-    if champ is not None:
-        label = f"champion v{champ.version}"
-        if champ.tags.get("modops.weights_sha256") == weights_sha:
-            champion_metrics = metrics["holdout"]
-        else:
-            champion_metrics = _champion_metrics(
-                name,
-                champ.version,
-                splits=pd.read_parquet(splits_path),
-                store=ImageStore(store_dir),
-                labels=labels,
-                cfg=ecfg,
-            )
-    verdict = gate_from_config(metrics["holdout"], cfg, champion=champion_metrics, champion_label=label)
+    candidate_scores = _candidate_scores(eval_dir, thresholds, labels=labels, cfg=ecfg)
+    try:
+        configure_mlflow(settings)
+        champ = _champion_baseline(
+            name,
+            weights_sha,
+            judged_on,
+            metrics=metrics,
+            candidate_scores=candidate_scores,
+            splits=splits,
+            store=ImageStore(store_dir),
+            labels=labels,
+            cfg=ecfg,
+        )
+        verdict = gate_from_config(
+            metrics["holdout"],
+            cfg,
+            champion=champ["metrics"],
+            champion_label=champ["label"],
+            candidate_scores=None if champ["scores"] is None else candidate_scores,
+            champion_scores=champ["scores"],
+            holdout_mismatch=champ["mismatch"],
+        )
+        reg = _register(
+            model_dir,
+            eval_dir,
+            manifest_path,
+            verdict,
+            metrics=metrics,
+            thresholds=thresholds,
+            weights_sha=weights_sha,
+            judged_on=judged_on,
+            champ=champ,
+            params_path=params_path,
+            train_metrics_path=train_metrics_path,
+            name=name,
+        )
+    except RegistryError as exc:
+        raise StageError(str(exc)) from exc
+    record = {
+        "registration": reg.to_dict(),
+        "gate": verdict.to_dict(),
+        "champion_metrics": champ["metrics"],
+        "champion_version": champ["version"],
+        "holdout_hash": judged_on,
+    }
+    record["dashboard"] = _refresh_dashboard(settings, reg.version, run_id=reg.run_id, rep=rep)
+    _write_json(out_path, record)
+    word = "PASSED -> champion" if verdict.passed else "FAILED -> champion unchanged"
+    rep.log(f"register: {name} v{reg.version} gate {word}\n" + "\n".join(f"  - {r}" for r in verdict.reasons))
+    return record
+
+
+def _champion_baseline(
+    name: str, weights_sha: str, judged_on: str, *, metrics, candidate_scores, splits, store, labels, cfg
+) -> dict:  # noqa: ANN001
+    """What the candidate is compared with: the champion's metrics and scores, or why it cannot be."""
+    from modops.registry.promotion import HOLDOUT_TAG, WEIGHTS_TAG, champion_version
+
+    champ = champion_version(name)  # raises RegistryError: an unreadable registry never reads as "none"
+    base = {"version": None, "label": "champion", "metrics": None, "scores": None, "mismatch": None}
+    if champ is None:
+        return base
+    base.update(version=str(champ.version), label=f"champion v{champ.version}")
+    theirs = champ.tags.get(HOLDOUT_TAG)
+    if theirs != judged_on:
+        base["mismatch"] = f"{theirs or 'no holdout hash recorded'}; the candidate's is {judged_on}"
+    elif champ.tags.get(WEIGHTS_TAG) == weights_sha:
+        base.update(metrics=metrics["holdout"], scores=candidate_scores)  # the same model, re-registered
+    else:
+        m, scores = _rescore_champion(name, champ.version, splits=splits, store=store, labels=labels, cfg=cfg)
+        base.update(metrics=m, scores=scores)
+    return base
+
+
+def _register(
+    model_dir: Path,
+    eval_dir: Path,
+    manifest_path: Path,
+    verdict,
+    *,
+    metrics,
+    thresholds,
+    weights_sha,
+    judged_on,
+    champ,
+    params_path,
+    train_metrics_path,
+    name,
+):  # noqa: ANN001, ANN202
+    from modops.registry.promotion import HOLDOUT_TAG, register_candidate
+    from modops.registry.tracking import file_hash, git_revision
+
     run_id = None
     if train_metrics_path is not None and train_metrics_path.is_file():
         run_id = json.loads(train_metrics_path.read_text()).get("mlflow_run_id")
@@ -525,7 +725,9 @@ def register_stage(
         if k in ("precision", "recall", "f1", "pr_auc", "threshold")
     }
     flat.update({f"stage2_share.{split}": float(v) for split, v in metrics.get("stage2_share", {}).items()})
-    reg = register_candidate(
+    load = metrics.get("review_load") or {}
+    flat.update({f"review_load.{k}": float(v) for k, v in load.items() if isinstance(v, int | float) and k != "n"})
+    return register_candidate(
         model_dir,
         eval_dir=eval_dir,
         name=name,
@@ -535,18 +737,57 @@ def register_stage(
         reasons=verdict.reasons,
         metrics=flat,
         run_id=run_id,
+        failed_checks=tuple(c["check"] for c in verdict.checks if not c["passed"]),
+        gate_record={
+            "gate": verdict.to_dict(),
+            "champion_version": champ["version"],
+            "champion_metrics": champ["metrics"],
+            "holdout_hash": judged_on,
+        },
+        description=_summary(metrics, verdict, judged_on=judged_on, champion_label=champ["label"]),
+        run_artifacts={"lineage/params.yaml": params_path},
         tags={
             "modops.label_version": str(metrics.get("label_version")),
             "modops.data_version": file_hash(manifest_path),
-            "modops.holdout_version": file_hash(holdout_path) if holdout_path.is_file() else "none",
+            HOLDOUT_TAG: judged_on,
             "modops.git_revision": git_revision(),
         },
     )
-    record = {"registration": reg.to_dict(), "gate": verdict.to_dict(), "champion_metrics": champion_metrics}
-    _write_json(out_path, record)
-    word = "PASSED -> champion" if verdict.passed else "FAILED -> champion unchanged"
-    rep.log(f"register: {name} v{reg.version} gate {word}\n" + "\n".join(f"  - {r}" for r in verdict.reasons))
-    return record
+
+
+def _summary(metrics: dict, verdict, *, judged_on: str, champion_label: str) -> str:  # noqa: ANN001
+    """The version's one-paragraph description in the registry, for people who read only that."""
+    cats = "; ".join(
+        f"{c} precision {m['precision']:.1%} recall {m['recall']:.1%} (PR-AUC {m['pr_auc']:.3f}, "
+        f"{m['support']} positives)"
+        for c, m in metrics["holdout"].items()
+    )
+    load = metrics.get("review_load")
+    routed = (
+        f" At these thresholds {load['auto_allowed']:.0%} of uploads are allowed automatically, "
+        f"{load['auto_blocked']:.0%} blocked and {load['human_review']:.0%} sent to human review "
+        f"({load['review_reduction']:.0%} less manual review than checking everything)."
+        if load
+        else ""
+    )
+    word = "passed" if verdict.passed else "failed"
+    return (
+        f"A {metrics.get('kind', 'single')} model judged on holdout {judged_on} ({metrics.get('n_holdout', '?')} "
+        f"images, labels {metrics.get('label_version')}): {cats}.{routed} Gate {word} against {champion_label}: "
+        f"{verdict.reasons[0] if verdict.reasons else 'no reasons recorded'}"
+    )[:4900]
+
+
+def _refresh_dashboard(settings: Settings, version: str, *, run_id: str, rep: Reporter) -> dict:
+    """Rebuild the stakeholders' site and log it with the new version; a failure here is reported, not fatal."""
+    try:
+        from modops.registry.dashboard_data import build_dashboard
+
+        site = build_dashboard(settings, log_to_run=run_id)
+    except Exception as exc:  # noqa: BLE001 - the registration is done; the site can be rebuilt any time
+        rep.log(f"register: dashboard not rebuilt ({type(exc).__name__}: {exc}); run `modops dashboard build`")
+        return {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"built": True, "path": str(site), "version": version}
 
 
 def explain_image_stage(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from modops.active.cold_start import run_cold_start
 from modops.active.labelstudio import parse_export
 from modops.config import ColdStartConfig
 from modops.data.datasets import MemoryReader
+from modops.data.images import DecodeLimits, open_rgb
 
 CLASSES = ("clean", "red")
 T0 = pd.Timestamp("2026-11-01T00:00:00Z")
@@ -81,6 +84,23 @@ def test_candidates_wait_for_review_until_an_export_exists(tmp_path):
     assert (done.events["when"] > T0).all()  # after the labels the round started from
     hits = done.metrics["precision_at_k"]["red"]
     assert hits["hits@10"] == int(sum(truth[i] for i in done.candidates["image_id"]))
+
+
+def test_an_image_over_the_ingest_pixel_cap_is_unreadable_and_never_retrieved():
+    reader, ids, y = _pool()
+    snap = _snapshot(ids, y, seeds=5, labelled=10)
+    big = ids[60]  # an unlabelled red image (every 4th is red), a likely candidate while readable
+    img = Image.open(io.BytesIO(reader.images[big]))
+    buf = io.BytesIO()
+    img.resize((64, 64), Image.Resampling.NEAREST).save(buf, format="PNG")
+    reader.images[big] = buf.getvalue()
+    limits = DecodeLimits(max_pixels=32 * 32)  # the pool's 32 x 32 images are exactly at the cap
+    assert open_rgb(reader.images[big]).size == (64, 64)  # readable under the default limits
+    result = run_cold_start(
+        ids, snap, reader=reader, classes=CLASSES, cfg=CFG, source="x", labels_file="l.csv", limits=limits
+    )
+    assert result.metrics["unreadable"] == 1
+    assert big not in set(result.candidates["image_id"]) and len(result.candidates) == CFG.per_category
 
 
 def test_an_export_with_unknown_labels_is_refused(tmp_path):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from modops.config import IngestConfig
-from modops.data.images import QUARANTINE_REASONS
-from modops.data.ingest import ingest
+from modops.config import ConfigError, IngestConfig, load_section
+from modops.data.images import QUARANTINE_REASONS, DecodeLimits
+from modops.data.ingest import ingest, read_decode_limits
 from modops.data.manifest import MANIFEST_COLUMNS
 from modops.data.store import ImageStore
 from tests.conftest import image_bytes
@@ -102,6 +104,45 @@ def test_reingest_changes_nothing(mixed_source, tmp_path):
     after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     assert before == after
     assert first.new_in_store == first.ingested and second.new_in_store == 0
+
+
+def test_outputs_do_not_depend_on_where_the_source_or_store_sit(mixed_source, tmp_path, monkeypatch):
+    """The same files at two absolute paths (one given relative to the cwd), two stores: identical bytes."""
+    src, good, bad = mixed_source
+    first, second = tmp_path / "a" / "deep" / "checkout" / "uploads", tmp_path / "b" / "uploads"
+    shutil.copytree(src, first)
+    shutil.copytree(src, second)
+    now = pd.Timestamp("2024-05-01", tz="UTC")
+    ingest(str(first), tmp_path / "out1", store=ImageStore(tmp_path / "a" / "store"), cfg=CFG, now=now)
+    monkeypatch.chdir(tmp_path / "b")
+    ingest("uploads", tmp_path / "out2", store=ImageStore(tmp_path / "b" / "images"), cfg=CFG, now=now)
+    outputs = ("manifest.parquet", "quarantine.parquet", "ingest_summary.json")
+    for name in outputs:
+        assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes(), name
+    manifest = pd.read_parquet(tmp_path / "out1" / "manifest.parquet")
+    quarantine = pd.read_parquet(tmp_path / "out1" / "quarantine.parquet")
+    assert set(manifest["uri"]) == set(good) and set(quarantine["uri"]) == set(bad)  # relative to the source
+    assert not any(str(tmp_path) in (tmp_path / "out1" / name).read_text(errors="ignore") for name in outputs)
+
+
+def test_the_decode_limits_are_recorded_for_training(mixed_source, tmp_path):
+    src, _, _ = mixed_source
+    cfg = IngestConfig(max_pixels=4_000_000, max_bytes=10_000_000, allowed_formats=("JPEG", "PNG"), workers=1)
+    ingest(str(src), tmp_path / "out", store=ImageStore(tmp_path / "store"), cfg=cfg)
+    assert read_decode_limits(tmp_path / "out") == DecodeLimits(4_000_000, 10_000_000, ("JPEG", "PNG"))
+    summary = json.loads((tmp_path / "out" / "ingest_summary.json").read_text())
+    del summary["decode_limits"]  # as written before the limits were recorded
+    (tmp_path / "out" / "ingest_summary.json").write_text(json.dumps(summary))
+    assert read_decode_limits(tmp_path / "out") == DecodeLimits()
+    with pytest.raises(FileNotFoundError, match="modops ingest"):
+        read_decode_limits(tmp_path / "elsewhere")
+
+
+def test_an_unknown_format_name_is_a_config_error_with_a_hint():
+    with pytest.raises(ConfigError, match="did you mean 'JPEG'"):
+        load_section({"ingest": {"allowed_formats": ["JPG"]}}, "ingest")
+    cfg = load_section({"ingest": {"allowed_formats": ["jpeg", "MPO"]}}, "ingest")
+    assert cfg.decode_limits().allowed_formats == ("JPEG", "MPO")
 
 
 def test_missing_source_is_a_clear_error(tmp_path):

@@ -83,6 +83,21 @@ def test_ingest_from_s3_prefix(s3_endpoint, aws_env, tmp_path):
     assert all(i in ImageStore(tmp_path / "store") for i in manifest["image_id"])
 
 
+def test_an_object_over_max_bytes_is_quarantined_with_its_size(s3_endpoint, aws_env, tmp_path):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="big")
+    small, large = image_bytes(1), image_bytes(2, size=(400, 300))
+    s3.put_object(Bucket="big", Key="in/small.jpg", Body=small)
+    s3.put_object(Bucket="big", Key="in/large.jpg", Body=large)
+    cfg = IngestConfig(workers=1, max_bytes=len(small) + 1)
+    summary = ingest(
+        "s3://big/in", tmp_path / "out", store=ImageStore(tmp_path / "s"), cfg=cfg, s3_endpoint_url=s3_endpoint
+    )
+    assert (summary.found, summary.ingested, summary.quarantined) == (2, 1, 1)
+    row = pd.read_parquet(tmp_path / "out" / "quarantine.parquet").iloc[0]
+    assert (row["uri"], row["reason"], row["bytes"]) == ("s3://big/in/large.jpg", "file_too_large", len(large))
+
+
 def test_missing_bucket_is_an_error_not_a_silent_empty_run(s3_endpoint, aws_env, tmp_path):
     with pytest.raises(Exception, match="NoSuchBucket"):
         ingest(

@@ -71,6 +71,6 @@ def test_ingest_reads_seeds_and_unlabelled_rows(tmp_path: Path) -> None:
     assert summary.ingested == 23 and summary.quarantined == 0 and summary.unlabeled == 10
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
     assert Counter(manifest["label_source"]) == {"seed": 3, "import": s.n_labelled, "none": 10}
-    seeds = manifest[manifest["uri"].str.contains("/seeds/")]
+    seeds = manifest[manifest["uri"].str.startswith("seeds/")]  # uris are relative to the source
     assert len(seeds) == 3 and set(seeds["label_source"]) == {"seed"}
     assert sorted(seeds["label"]) == sorted(CATEGORIES)

@@ -278,3 +278,44 @@ def test_evaluate_bad_class_names():
         evaluate(*val, *hold, class_names=NAMES, negative="ok", target_precision=0.9)
     with pytest.raises(ValueError, match="distinct"):
         evaluate(*val, *hold, class_names=("a", "a", "b", "c"), negative="a", target_precision=0.9)
+
+
+def test_threshold_for_recall_flags_enough_positives():
+    from modops.evaluation.metrics import threshold_for_recall
+
+    y = np.array([1, 1, 1, 1, 0, 0])
+    s = np.array([0.9, 0.8, 0.3, 0.1, 0.5, 0.05])
+    assert threshold_for_recall(y, s, target_recall=0.5) == 0.8
+    assert threshold_for_recall(y, s, target_recall=0.75) == 0.3
+    assert threshold_for_recall(y, s, target_recall=1.0) == 0.1
+    assert threshold_for_recall(np.zeros(3), s[:3], target_recall=0.9) == float("inf")
+    with pytest.raises(ValueError):
+        threshold_for_recall(y, s, target_recall=0)
+
+
+def test_review_load_routes_each_image_once():
+    from modops.evaluation.metrics import review_load
+
+    names = ("clean", "spam", "weapon")
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.05],  # allowed
+            [0.1, 0.85, 0.05],  # blocked (spam >= 0.8)
+            [0.4, 0.5, 0.1],  # review (spam between 0.3 and 0.8)
+            [0.5, 0.1, 0.4],  # review (weapon between 0.2 and 0.9)
+            [0.0, 0.0, 1.0],  # blocked
+        ]
+    )
+    labels = np.array([0, 1, 0, 2, 0])
+    load = review_load(
+        labels,
+        probs,
+        class_names=names,
+        negative="clean",
+        block_thresholds={"spam": 0.8, "weapon": 0.9},
+        review_thresholds={"spam": 0.3, "weapon": 0.2},
+    )
+    assert (load["auto_allowed"], load["auto_blocked"], load["human_review"]) == (0.2, 0.4, 0.4)
+    assert load["review_reduction"] == pytest.approx(0.6)
+    assert load["missed_violations"] == 0.0 and load["wrongly_blocked"] == pytest.approx(1 / 3)
+    assert load["n"] == 5

@@ -57,7 +57,14 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     d = tmp_path
     params = _params(
         d,
-        gate={"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "max_regression": 1.0, "category_floors": {}},
+        gate={
+            "min_precision": 0.0,
+            "min_recall": 0.0,
+            "min_pr_auc": 0.0,
+            "max_regression": 1.0,
+            "category_floors": {},
+            "min_support": 0,  # a 600-image pool has a handful of holdout positives per category
+        },
         ingest={"source": str(small_pool)},
     )
     settings = load_settings()
@@ -122,9 +129,10 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         assert (d / "eval/plots" / f"pr_{cat}.csv").read_text().startswith("recall,precision,threshold")
         assert (d / "eval/explain" / f"{cat}_false_positives.png").is_file()
 
+    load = metrics["review_load"]
+    assert load["auto_allowed"] + load["auto_blocked"] + load["human_review"] == pytest.approx(1.0)
     kwargs = dict(
         store_dir=d / "store",
-        holdout_path=d / "holdout.parquet",
         settings=settings,
         train_metrics_path=d / "train.json",
     )
@@ -144,7 +152,7 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     strict = _params(
         d,
         "strict.yaml",
-        gate={"min_precision": 1.0, "min_recall": 1.0},
+        gate={"min_precision": 1.0, "min_recall": 1.0, "min_support": 0},
         train={"seed": 5, "trainer": "ohem_cascade"},
         ingest={"source": str(small_pool)},
     )
@@ -184,6 +192,9 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     assert not second["gate"]["passed"]
     assert second["registration"]["champion_after"] == first["registration"]["version"]
     assert second["champion_metrics"] is not None  # the champion was re-scored on the same holdout
+    paired = [c for c in second["gate"]["checks"] if c["check"] == "regression"]
+    assert paired and all(c["method"] == "paired_bootstrap" for c in paired)
+    assert second["holdout_hash"] == first["holdout_hash"].strip() and first["holdout_hash"].startswith("hd-")
     assert any("precision" in r or "recall" in r for r in second["gate"]["reasons"])
     assert json.loads((d / "reg2.json").read_text())["gate"]["passed"] is False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 import sys
 
@@ -100,7 +101,8 @@ m = mlflow.pyfunc.load_model("models:/m@champion")
 out = m.predict(pd.DataFrame({{"path": [{str(img)!r}, "/no/such/file.jpg"]}}))
 print(out.to_json(orient="records"))
 """
-    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
+    # Paths only inside the folder the server allows; "/no/such/file.jpg" lies outside it.
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin", "MODOPS_PYFUNC_PATH_ROOT": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_json(io.StringIO(done.stdout.strip().splitlines()[-1]))
@@ -112,6 +114,23 @@ print(out.to_json(orient="records"))
     local = mlflow.artifacts.download_artifacts("models:/m@champion", dst_path=str(tmp_path / "dl"))
     shipped = {p.name for p in (tmp_path / "dl").rglob("*") if p.is_dir()}
     assert "training" in shipped and "demo" not in shipped, local
+
+
+def test_predict_command_sends_bytes_to_the_champion(mlflow_state, tmp_path, monkeypatch):
+    """`modops predict` reads the files itself: the served model reads no paths."""
+    from typer.testing import CliRunner
+
+    from modops.cli import app
+
+    _register(_model_dir(tmp_path, 0), passed=True, sha="f" * 64)
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "m")
+    monkeypatch.delenv("MODOPS_PYFUNC_PATH_ROOT", raising=False)
+    (tmp_path / "a.jpg").write_bytes(image_bytes(5, size=(80, 60)))
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["error"] == "" for r in rows] == [True, False] and "not_an_image" in rows[1]["error"]
 
 
 def test_evaluation_artifacts_are_logged_with_the_model(mlflow_state, tmp_path):

@@ -29,6 +29,7 @@ from modops.active.retrieval import build_index, precision_at_k, retrieve_candid
 from modops.active.reviewers import ReviewContext, get_reviewer
 from modops.config import ColdStartConfig
 from modops.data.datasets import ImageReader
+from modops.data.images import DecodeLimits
 from modops.data.labelstore import BATCH_COLUMNS, events_from_frame
 
 __all__ = ["ColdStartResult", "run_cold_start", "store_url"]
@@ -84,6 +85,7 @@ def run_cold_start(
     cfg: ColdStartConfig,
     source: str,
     labels_file: str,
+    limits: DecodeLimits | None = None,
 ) -> ColdStartResult:
     """One cold-start round over the ingested images.
 
@@ -94,6 +96,9 @@ def run_cold_start(
         classes: Every label, negative first.
         cfg: The ``cold_start`` section.
         source, labels_file: The ingest source and labels file (for the demo oracle).
+        limits: Decode limits for every image the embedder reads: those ingest enforced
+            (:func:`modops.data.ingest.read_decode_limits`); defaults to :class:`DecodeLimits` ().
+            An image outside them is unreadable (counted in ``metrics["unreadable"]``, never retrieved).
 
     Returns:
         The round's candidates, exports, confirmed decisions, events and metrics. Without seed
@@ -121,6 +126,7 @@ def run_cold_start(
         query_ids=[i for ids in seeds.values() for i in ids],
         classes=classes,
         cfg=cfg,
+        limits=limits or DecodeLimits(),
     )
     metrics["embedder"] = {k: v for k, v in emb.info.items() if k != "unreadable"}
     metrics["unreadable"] = len(emb.info.get("unreadable", []))

@@ -22,6 +22,7 @@ import torch
 
 from modops.config import ColdStartConfig, TrainConfig
 from modops.data.datasets import ImageReader, StoreDataset, make_loader
+from modops.data.images import DecodeLimits
 from modops.models.io import MemberSpec, ModelSpec
 from modops.models.predictor import SingleModel
 from modops.training.loop import Optimizer, labelled_loader, new_network, setup_runtime, train_step
@@ -54,6 +55,9 @@ class Embedding:
 
 def embed_ids(predictor: SingleModel, ids: Sequence[str], *, reader: ImageReader, batch_size: int, workers: int):  # noqa: ANN201
     """Pooled features and class probabilities of ``ids``; unreadable images get zero vectors (never retrieved).
+
+    Images are decoded by ``predictor.preset()``, under the limits in ``predictor.spec.decode_limits``;
+    one outside them is unreadable.
 
     Returns:
         ``(vectors float32 [N, D], probs float32 [N, C], ok bool [N])``.
@@ -98,8 +102,12 @@ def _seed_contrast(
     pool_ids: Sequence[str],
     classes: tuple[str, ...],
     cfg: ColdStartConfig,
+    limits: DecodeLimits,
 ) -> tuple[SingleModel, dict]:
-    """Train the embedding network on labelled images plus random unlabelled images as negatives."""
+    """Train the embedding network on labelled images plus random unlabelled images as negatives.
+
+    Images are decoded under ``limits``, in training and (through the returned model's spec) when embedding.
+    """
     tcfg = _train_cfg(cfg)
     runtime = setup_runtime(tcfg)
     rng = np.random.default_rng(cfg.seed)
@@ -120,6 +128,7 @@ def _seed_contrast(
         samples=cfg.steps * cfg.batch_size,
         seed=cfg.seed,
         runtime=runtime,
+        limits=limits,
     )
     net.train()
     for batch in loader:
@@ -129,7 +138,9 @@ def _seed_contrast(
         if stepped is not None:
             loss, n = stepped
             seen += n
-    spec = ModelSpec(classes=classes, members=(MemberSpec("model", cfg.backbone, cfg.image_size),))
+    spec = ModelSpec(
+        classes=classes, members=(MemberSpec("model", cfg.backbone, cfg.image_size),), decode_limits=limits
+    )
     info = {"steps": cfg.steps, "train_images": len(ids), "seconds": round(time.perf_counter() - start, 1)}
     info["final_loss"] = round(float(loss.detach()), 4) if seen else None
     # Retrieval ranks by similarity, so it can use the fast precision (bf16 where the CPU has it).
@@ -144,8 +155,12 @@ def _pretrained(
     pool_ids: Sequence[str],
     classes: tuple[str, ...],
     cfg: ColdStartConfig,
+    limits: DecodeLimits,
 ) -> tuple[SingleModel, dict]:
-    """An ImageNet backbone's features, untrained here (its head is random: no pre-annotation scores)."""
+    """An ImageNet backbone's features, untrained here (its head is random: no pre-annotation scores).
+
+    The returned model's spec carries ``limits``, so embedding decodes under them.
+    """
     if cfg.pretrained == "none":
         raise ValueError(
             "cold_start.embedder 'pretrained' needs cold_start.pretrained: imagenet or path (with weights_path); "
@@ -154,11 +169,14 @@ def _pretrained(
     tcfg = _train_cfg(cfg)
     runtime = setup_runtime(tcfg)
     net = new_network(tcfg, num_classes=len(classes), backbone=cfg.backbone, image_size=cfg.image_size, runtime=runtime)
-    spec = ModelSpec(classes=classes, members=(MemberSpec("model", cfg.backbone, cfg.image_size),))
+    spec = ModelSpec(
+        classes=classes, members=(MemberSpec("model", cfg.backbone, cfg.image_size),), decode_limits=limits
+    )
     return SingleModel(spec, net.eval(), runtime=runtime), {"steps": 0, "weights": cfg.pretrained, "no_scores": True}
 
 
-#: Embedders by name: ``build(reader, labelled_ids=, labelled_y=, pool_ids=, classes=, cfg=)`` -> (model, info).
+#: Embedders by name: ``build(reader, labelled_ids=, labelled_y=, pool_ids=, classes=, cfg=, limits=)``
+#: -> (model, info); the model's spec carries ``limits`` (decode limits), so :func:`embed_ids` decodes under them.
 EMBEDDERS: dict[str, Callable[..., tuple[SingleModel, dict]]] = {
     "seed_contrast": _seed_contrast,
     "pretrained": _pretrained,
@@ -174,8 +192,11 @@ def build_embedding(
     query_ids: Sequence[str],
     classes: tuple[str, ...],
     cfg: ColdStartConfig,
+    limits: DecodeLimits,
 ) -> Embedding:
     """Make the embedder named in ``cfg`` and embed the pool and the queries (the seed images).
+
+    Every image is decoded under ``limits`` (the limits ingest enforced); one outside them is unreadable.
 
     Returns:
         An :class:`Embedding` of ``[*pool_ids, *query_ids]`` (unreadable images dropped, and
@@ -185,7 +206,13 @@ def build_embedding(
         raise ValueError(f"unknown embedder {cfg.embedder!r}; choose one of {sorted(EMBEDDERS)} (cold_start.embedder)")
     start = time.perf_counter()
     model, info = EMBEDDERS[cfg.embedder](
-        reader, labelled_ids=labelled_ids, labelled_y=labelled_y, pool_ids=pool_ids, classes=classes, cfg=cfg
+        reader,
+        labelled_ids=labelled_ids,
+        labelled_y=labelled_y,
+        pool_ids=pool_ids,
+        classes=classes,
+        cfg=cfg,
+        limits=limits,
     )
     # Only the pool (what is retrieved from) and the queries (the seeds) need embedding.
     ids = list(dict.fromkeys([*pool_ids, *query_ids]))

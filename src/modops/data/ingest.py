@@ -3,6 +3,13 @@
 Invariant: ``ingested + quarantined == found``. Nothing is silently dropped: a file that
 cannot be read, decoded, or is an exact duplicate of another ingested file is written to
 ``quarantine.parquet`` with a reason code from :data:`modops.data.images.QUARANTINE_REASONS`.
+Whatever reading or decoding one file raises quarantines that file (``read_error`` or a decode
+reason, the exception class in ``detail``); only a failure of the store itself stops the run.
+
+The outputs record where files are relative to the source (``uri``), never where the source
+sits, so the same files give byte-identical outputs from any folder or checkout. The decode
+limits the run enforced are recorded in ``ingest_summary.json``: training copies them into
+the model, so everything downstream decodes under the same limits (:func:`read_decode_limits`).
 """
 
 from __future__ import annotations
@@ -16,21 +23,24 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from modops.config import IngestConfig
-from modops.data.images import QuarantineError, decode_image
+from modops.data.images import DecodeLimits, FileTooLargeError, QuarantineError, decode_image, describe_error
 from modops.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, empty_manifest
 from modops.data.sources import SourceItem, list_source, read_labels, read_uri
 from modops.data.store import ImageStore, atomic_write_parquet, atomic_write_text
 
-__all__ = ["IngestSummary", "ingest"]
+__all__ = ["IngestSummary", "ingest", "read_decode_limits"]
+
+SUMMARY_FILE = "ingest_summary.json"
 
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """Counts from one ingestion run (``found == ingested + quarantined``)."""
+    """Counts from one ingestion run (``found == ingested + quarantined``), and the decode limits it enforced."""
 
     found: int
     ingested: int
@@ -39,6 +49,7 @@ class IngestSummary:
     unlabeled: int
     labels_without_image: int
     quarantine_reasons: dict[str, int]
+    decode_limits: dict[str, Any]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,21 +69,18 @@ class _Outcome:
     detail: str = ""
 
 
-def _process(item: SourceItem, store_root: str, cfg: IngestConfig, s3_endpoint_url: str | None) -> _Outcome:
-    """Read, check, decode and store one file; never raises for a bad file."""
+def _process(item: SourceItem, *, source: str, store_root: str, cfg: IngestConfig, endpoint: str | None) -> _Outcome:
+    """Read, check, decode and store one file; never raises for a bad file (a store failure does raise)."""
+    limits = cfg.decode_limits()
     try:
-        data = read_uri(item.uri, s3_endpoint_url=s3_endpoint_url)
-    except Exception as exc:  # a vanished or unreadable object must not stop the run
-        return _Outcome(item, 0, reason="read_error", detail=f"{type(exc).__name__}: {exc}")
+        data = read_uri(item.uri, root=source, max_bytes=limits.max_bytes, s3_endpoint_url=endpoint)
+    except FileTooLargeError as exc:
+        return _Outcome(item, exc.size, reason=exc.reason, detail=exc.detail)
+    except Exception as exc:  # a vanished, unreadable or special file must not stop the run
+        return _Outcome(item, 0, reason="read_error", detail=describe_error(exc))
     try:
-        img = decode_image(
-            data,
-            max_pixels=cfg.max_pixels,
-            max_bytes=cfg.max_bytes,
-            min_side=cfg.min_side,
-            allowed_formats=cfg.allowed_formats,
-        )
-    except QuarantineError as exc:
+        img = decode_image(data, limits=limits, min_side=cfg.min_side)
+    except QuarantineError as exc:  # decode_image raises nothing else, whatever the bytes
         return _Outcome(item, len(data), reason=exc.reason, detail=exc.detail)
     image_id, created = ImageStore(store_root).put(data)
     return _Outcome(
@@ -87,12 +95,15 @@ def _process(item: SourceItem, store_root: str, cfg: IngestConfig, s3_endpoint_u
     )
 
 
-def _process_chunk(items: list[SourceItem], store_root: str, cfg: IngestConfig, endpoint: str | None) -> list[_Outcome]:
-    return [_process(i, store_root, cfg, endpoint) for i in items]
+def _process_chunk(
+    items: list[SourceItem], source: str, store_root: str, cfg: IngestConfig, endpoint: str | None
+) -> list[_Outcome]:
+    return [_process(i, source=source, store_root=store_root, cfg=cfg, endpoint=endpoint) for i in items]
 
 
 def _run_all(
     items: list[SourceItem],
+    source: str,
     *,
     store: ImageStore,
     cfg: IngestConfig,
@@ -106,14 +117,14 @@ def _run_all(
     if workers == 1 or len(chunks) <= 1:
         results = []
         for c in chunks:
-            results.extend(_process_chunk(c, root, cfg, s3_endpoint_url))
+            results.extend(_process_chunk(c, source, root, cfg, s3_endpoint_url))
             if progress:
                 progress(len(c))
         return results
     # spawn, not fork: the parent may hold threads (boto3, torch) that fork would copy mid-lock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         results = []
-        work = functools.partial(_process_chunk, store_root=root, cfg=cfg, endpoint=s3_endpoint_url)
+        work = functools.partial(_process_chunk, source=source, store_root=root, cfg=cfg, endpoint=s3_endpoint_url)
         for c, res in zip(chunks, pool.map(work, chunks), strict=True):
             results.extend(res)
             if progress:
@@ -136,8 +147,10 @@ def ingest(
 
     Writes ``out_dir/manifest.parquet`` (one row per distinct image, sorted by ``image_id``),
     ``out_dir/quarantine.parquet`` (columns ``uri``, ``reason``, ``detail``, ``bytes``) and
-    ``out_dir/ingest_summary.json``. Re-running on the same files rewrites identical outputs:
-    ``ingested_at`` comes from the store's first-seen index, not the clock.
+    ``out_dir/ingest_summary.json`` (counts and the decode limits). A local file's ``uri`` is its
+    path relative to ``source``, so the outputs do not depend on where ``source`` or the store sit.
+    Re-running on the same files rewrites identical outputs: ``ingested_at`` comes from the
+    store's first-seen index, not the clock.
 
     Args:
         source: Local folder or ``s3://bucket/prefix``.
@@ -155,7 +168,7 @@ def ingest(
     items = list_source(source, exclude=(cfg.labels_file,), s3_endpoint_url=s3_endpoint_url)
     if on_found:
         on_found(len(items))
-    outcomes = _run_all(items, store=store, cfg=cfg, s3_endpoint_url=s3_endpoint_url, progress=progress)
+    outcomes = _run_all(items, source, store=store, cfg=cfg, s3_endpoint_url=s3_endpoint_url, progress=progress)
     labels = read_labels(source, cfg.labels_file, s3_endpoint_url=s3_endpoint_url)
     labelled_rels = set(labels["path"]) if labels is not None else set()
     good, bad = _dedupe(outcomes, prefer=labelled_rels)
@@ -176,14 +189,31 @@ def ingest(
         unlabeled=int(manifest["label"].isna().sum()),
         labels_without_image=len(labelled_rels - {i.rel for i in items}),
         quarantine_reasons=dict(sorted(Counter(quarantine["reason"]).items())),
+        decode_limits=cfg.decode_limits().to_dict(),
     )
     if summary.found != summary.ingested + summary.quarantined:  # the accounting invariant
         raise AssertionError(f"ingest lost files: {summary}")
     # new_in_store depends on what earlier runs stored, so it stays out of the file: a
     # re-ingest of the same files must rewrite byte-identical outputs.
     recorded = {k: v for k, v in summary.to_dict().items() if k != "new_in_store"}
-    atomic_write_text(out_dir / "ingest_summary.json", json.dumps(recorded, indent=2) + "\n")
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(recorded, indent=2) + "\n")
     return summary
+
+
+def read_decode_limits(out_dir: Path) -> DecodeLimits:
+    """The decode limits the ingest run that wrote ``out_dir`` enforced (training records them in the model).
+
+    A summary written before the limits were recorded gives the defaults, which such runs enforced
+    unless ``params.yaml: ingest`` changed them.
+
+    Raises:
+        FileNotFoundError: When ``out_dir`` holds no ingest summary.
+    """
+    path = Path(out_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run `modops ingest SOURCE --out {Path(out_dir)}` first")
+    recorded = json.loads(path.read_text()).get("decode_limits")
+    return DecodeLimits() if recorded is None else DecodeLimits.from_dict(recorded)
 
 
 def _dedupe(outcomes: list[_Outcome], *, prefer: set[str]) -> tuple[list[_Outcome], list[_Outcome]]:

@@ -2,7 +2,9 @@
 
 Columns:
     image_id: sha256 of the bytes (64 lowercase hex), the store key.
-    uri: Where the file was found (local path or ``s3://``).
+    uri: Where the file was found, independent of where the source sits: the posix path
+        relative to the source root for a local source, ``s3://bucket/key`` for S3. Resolve a
+        relative one against the source root (``modops.data.sources.read_uri(uri, root=...)``).
     width, height: Pixels (int64).
     format: PIL format name.
     bytes: File size in bytes (int64).
@@ -37,6 +39,9 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "uploaded_at",
     "ingested_at",
 )
+#: ``quarantine.parquet``: ``uri`` as in the manifest, ``reason`` (a code of
+#: :data:`modops.data.images.QUARANTINE_REASONS`), ``detail`` (specifics; the exception class
+#: when one was raised) and ``bytes`` (the file's size; for ``read_error`` 0).
 QUARANTINE_COLUMNS: tuple[str, ...] = ("uri", "reason", "detail", "bytes")
 LABEL_SOURCES: tuple[str, ...] = ("demo", "seed", "reviewer", "import", "none")
 

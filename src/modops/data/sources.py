@@ -3,17 +3,27 @@
 A source yields *items* (a uri plus its path relative to the source root, which is the
 key the labels file uses) and reads their bytes. boto3 clients are created lazily per
 process, never at import.
+
+A local item's uri is its path relative to the source root, never an absolute path, so the
+same files ingested from another checkout or mount point give byte-identical outputs; readers
+resolve it against the root they are given (:func:`read_uri`). Reads are size-checked before
+any byte is read (a file's ``stat``, an object's ``ContentLength``), and never read more than
+``max_bytes + 1`` bytes.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 import pandas as pd
+
+from modops.data.images import FileTooLargeError
 
 __all__ = ["SourceItem", "is_s3", "list_source", "read_uri", "read_labels", "s3_client"]
 
@@ -26,7 +36,9 @@ class SourceItem:
     """One file found in a source.
 
     Attributes:
-        uri: Absolute local path or ``s3://bucket/key``.
+        uri: Where the file is, independent of where the source sits: for a local source its
+            posix path relative to the source root (equal to ``rel``), for S3 ``s3://bucket/key``.
+            Read it with ``read_uri(uri, root=source)``.
         rel: Path relative to the source root, posix style (the labels-file key).
     """
 
@@ -81,7 +93,7 @@ def list_source(source: str, *, exclude: tuple[str, ...] = (), s3_endpoint_url: 
     for p in root.rglob("*"):
         rel = p.relative_to(root).as_posix()
         if not p.is_dir() and not _hidden(rel) and rel not in exclude:
-            items.append(SourceItem(uri=str(p.resolve()), rel=rel))
+            items.append(SourceItem(uri=rel, rel=rel))
     return sorted(items, key=lambda i: i.rel)
 
 
@@ -89,12 +101,74 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
 
-def read_uri(uri: str, *, s3_endpoint_url: str | None = None) -> bytes:
-    """Read the bytes behind a local path or ``s3://`` uri."""
+def read_uri(
+    uri: str, *, root: str | Path | None = None, max_bytes: int | None = None, s3_endpoint_url: str | None = None
+) -> bytes:
+    """Read the bytes behind a uri, refusing an oversized file before reading it.
+
+    Args:
+        uri: ``s3://bucket/key``, an absolute local path, or a path relative to ``root`` (how
+            the manifest records local files).
+        root: The local source folder that relative uris are resolved against.
+        max_bytes: When set, a larger file raises :class:`FileTooLargeError` from its size
+            alone (``stat`` or ``ContentLength``), and at most ``max_bytes + 1`` bytes are ever read.
+        s3_endpoint_url: S3-compatible endpoint (None = AWS).
+
+    Raises:
+        FileTooLargeError: The file is larger than ``max_bytes``.
+        FileNotFoundError: No such local file.
+        OSError: The local path is not a regular file (a folder, FIFO or device).
+        ValueError: A relative uri without ``root``, or one that climbs out of it.
+    """
     if is_s3(uri):
-        bucket, key = _split_s3(uri)
-        return s3_client(s3_endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
-    return Path(uri).read_bytes()
+        return _read_s3(uri, max_bytes=max_bytes, s3_endpoint_url=s3_endpoint_url)
+    return _read_local(_local_path(uri, root), max_bytes=max_bytes)
+
+
+def _local_path(uri: str, root: str | Path | None) -> Path:
+    if Path(uri).is_absolute():
+        return Path(uri)
+    if root is None:
+        raise ValueError(f"relative uri {uri!r} needs the source root it was listed under (root=...)")
+    if ".." in PurePosixPath(uri).parts:
+        raise ValueError(f"uri {uri!r} climbs out of its source root {root}")
+    return Path(root) / uri
+
+
+def _read_local(path: Path, *, max_bytes: int | None) -> bytes:
+    # O_NONBLOCK: opening a FIFO planted among the uploads must not hang the run (it has no
+    # effect on regular files); fstat on the open descriptor then decides, so nothing can swap
+    # the file between the checks and the read.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # the message names no path: quarantine rows carry the uri
+            raise OSError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise FileTooLargeError(info.st_size, max_bytes)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:  # it grew after the stat
+        raise FileTooLargeError(len(data), max_bytes, exact=False)
+    return data
+
+
+def _read_s3(uri: str, *, max_bytes: int | None, s3_endpoint_url: str | None) -> bytes:
+    bucket, key = _split_s3(uri)
+    response = s3_client(s3_endpoint_url).get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    try:
+        size = response.get("ContentLength")
+        if max_bytes is not None and size is not None and size > max_bytes:
+            raise FileTooLargeError(int(size), max_bytes)  # the body is closed unread
+        data = body.read() if max_bytes is None else body.read(max_bytes + 1)
+    finally:
+        body.close()
+    if max_bytes is not None and len(data) > max_bytes:  # no or a wrong ContentLength
+        raise FileTooLargeError(len(data), max_bytes, exact=False)
+    return data
 
 
 def read_labels(source: str, labels_file: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame | None:
@@ -109,7 +183,7 @@ def read_labels(source: str, labels_file: str, *, s3_endpoint_url: str | None = 
     """
     uri = f"{source.rstrip('/')}/{labels_file}"
     try:
-        raw = read_uri(uri, s3_endpoint_url=s3_endpoint_url)
+        raw = read_uri(uri if is_s3(source) else labels_file, root=source, s3_endpoint_url=s3_endpoint_url)
     except FileNotFoundError:
         return None
     except Exception as exc:  # botocore's NoSuchKey is created dynamically per client

@@ -73,7 +73,9 @@ class EvalPreset:
     Attributes:
         image_size: Output side S in pixels.
         resize: One of :data:`RESIZE_MODES`.
-        limits: Decode caps (bytes, pixels, formats), the same as ingest's.
+        limits: Decode caps (bytes, pixels, formats). A model's preset carries the ingest
+            limits recorded in its ``model.json`` (:attr:`modops.models.io.ModelSpec.decode_limits`);
+            the defaults are :class:`DecodeLimits` ().
     """
 
     image_size: int
@@ -104,6 +106,7 @@ class TrainPreset:
 
     Randomness comes from torch's global generator, which DataLoader seeds per worker from
     the loader's generator, so a seeded run augments identically for a fixed worker count.
+    ``limits`` are the decode caps, as in :class:`EvalPreset`.
     """
 
     image_size: int
@@ -126,9 +129,15 @@ class TrainPreset:
         return self._ops(_to_tensor(self._eval.image(data)))
 
 
-def decode_for_model(data: bytes, *, image_size: int, resize: str = "letterbox") -> torch.Tensor:
-    """Image bytes -> model input, uint8 [3, image_size, image_size] (the eval preset)."""
-    return EvalPreset(image_size, resize=resize)(data)
+def decode_for_model(
+    data: bytes, *, image_size: int, resize: str = "letterbox", limits: DecodeLimits | None = None
+) -> torch.Tensor:
+    """Image bytes -> model input, uint8 [3, image_size, image_size] (the eval preset, under ``limits``).
+
+    Raises:
+        QuarantineError: When the bytes cannot be decoded safely; nothing else.
+    """
+    return EvalPreset(image_size, resize=resize, limits=limits or DecodeLimits())(data)
 
 
 def color_jitter(batch: torch.Tensor, *, strength: float, generator: torch.Generator) -> torch.Tensor:

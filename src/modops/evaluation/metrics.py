@@ -422,3 +422,80 @@ def _check_split(split: str, labels: np.ndarray, probs: np.ndarray, n_classes: i
             f"{worst:.4f}; apply softmax to the logits first"
         )
     return labels, probs.astype(float, copy=False)
+
+
+def threshold_for_recall(y_true: np.ndarray, scores: np.ndarray, *, target_recall: float) -> float:
+    """The highest threshold whose recall reaches ``target_recall`` (``score >= t`` is flagged).
+
+    Args:
+        y_true: Binary labels, shape [N].
+        scores: Scores for the positive class, shape [N].
+        target_recall: In (0, 1].
+
+    Returns:
+        The threshold; with no positives, +inf (nothing needs catching, nothing is flagged).
+    """
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    pos = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(y_true, dtype=bool)])[::-1]
+    if pos.size == 0:
+        return float("inf")
+    # Flag the top ceil(target * P) positives: the threshold is the score of the last of them.
+    k = int(np.ceil(target_recall * pos.size - 1e-9))
+    return float(pos[max(k, 1) - 1])
+
+
+def review_load(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    class_names: Sequence[str],
+    negative: str,
+    block_thresholds: Mapping[str, float],
+    review_thresholds: Mapping[str, float],
+) -> dict[str, Any]:
+    """Where uploads go under a two-threshold policy, against sending everything to review.
+
+    An image is auto-blocked when any category's score reaches its block threshold (the
+    precision operating point), sent to human review when it is not blocked but some score
+    reaches that category's review threshold (the high-recall point), and allowed otherwise.
+
+    Args:
+        labels: Class indices into ``class_names``, shape [N].
+        probs: Scores, shape [N, C].
+        class_names: Every label in column order.
+        negative: The acceptable label.
+        block_thresholds, review_thresholds: Per violating category.
+
+    Returns:
+        Shares of the N images (``auto_allowed``, ``auto_blocked``, ``human_review``),
+        ``review_reduction`` (1 - human_review: the manual work saved against reviewing every
+        upload), ``missed_violations`` (violations auto-allowed / all violations),
+        ``wrongly_blocked`` (acceptable images auto-blocked / all acceptable ones), ``n``, and
+        both threshold maps.
+    """
+    cats = [c for c in class_names if c != negative and c in block_thresholds]
+    cols = [list(class_names).index(c) for c in cats]
+    scores = np.asarray(probs, dtype=np.float64)[:, cols]
+    block = (scores >= np.array([block_thresholds[c] for c in cats])).any(axis=1)
+    flag = (scores >= np.array([review_thresholds.get(c, block_thresholds[c]) for c in cats])).any(axis=1)
+    review = flag & ~block
+    allowed = ~(block | review)
+    bad = np.asarray(labels) != list(class_names).index(negative)
+    n = len(bad)
+
+    def share(mask: np.ndarray, of: np.ndarray | None = None) -> float:
+        base = np.ones(n, bool) if of is None else of
+        return float(mask[base].mean()) if base.any() else 0.0
+
+    return {
+        "n": int(n),
+        "auto_allowed": share(allowed),
+        "auto_blocked": share(block),
+        "human_review": share(review),
+        "review_reduction": 1.0 - share(review),
+        "missed_violations": share(allowed, bad),
+        "wrongly_blocked": share(block, ~bad),
+        "block_thresholds": {c: float(block_thresholds[c]) for c in cats},
+        "review_thresholds": {c: float(review_thresholds.get(c, block_thresholds[c])) for c in cats},
+    }

@@ -3,11 +3,13 @@
 safetensors holds only tensors, so loading a model can never run code (unlike pickle);
 ``model.json`` holds everything needed to rebuild and feed it: its kind (a single network or a
 cascade), its members (backbone, input size, CBAM, weights file), the combination rule,
-classes, resizing and normalisation, the per-category thresholds (once evaluation has run),
-and the label version it was trained on.
+classes, resizing and normalisation, the decode limits its inputs are held to (those its
+training data was ingested under), the per-category thresholds (once evaluation has run), and
+the label version it was trained on.
 
 Format 1 (one ``model.safetensors``, images stretched to a square) still loads, so a champion
-registered before format 2 can be re-scored by the gate.
+registered before format 2 can be re-scored by the gate; a ``model.json`` without
+``decode_limits`` (saved before they were recorded) loads with the default limits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from modops.data.images import DecodeLimits
 from modops.data.store import atomic_write_text
 from modops.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES
 from modops.models.backbones import create_model
@@ -70,6 +73,8 @@ class ModelSpec:
         thresholds: Per-category decision thresholds on the output probabilities.
         trainer: The trainer that produced it.
         label_version: Id of the label-store version it was trained on.
+        decode_limits: Byte and pixel caps and allowed formats for every input it scores: the
+            ingest limits of its training data (``model.json``: ``decode_limits``, a dict).
     """
 
     classes: tuple[str, ...]
@@ -82,6 +87,7 @@ class ModelSpec:
     thresholds: dict[str, float] = field(default_factory=dict)
     trainer: str = "supervised"
     label_version: str | None = None
+    decode_limits: DecodeLimits = DecodeLimits()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -110,6 +116,7 @@ class ModelSpec:
     def to_json(self) -> str:
         data = asdict(self)
         data["members"] = [asdict(m) for m in self.members]
+        data["decode_limits"] = self.decode_limits.to_dict()
         return json.dumps({"format_version": FORMAT_VERSION, **data}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -123,6 +130,8 @@ class ModelSpec:
         data["classes"] = tuple(data["classes"])
         data["mean"], data["std"] = tuple(data["mean"]), tuple(data["std"])
         data["members"] = tuple(MemberSpec(**m) for m in data["members"])
+        # Absent from models saved before the limits were recorded: those get the defaults.
+        data["decode_limits"] = DecodeLimits.from_dict(data.get("decode_limits") or {})
         return cls(**data)
 
     @classmethod

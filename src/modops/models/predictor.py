@@ -151,7 +151,7 @@ class SingleModel:
         return Prediction(probs.cpu().numpy().astype(np.float32), np.zeros(len(probs), dtype=bool)), emb
 
     def preset(self) -> EvalPreset:
-        return EvalPreset(self.spec.image_size, resize=self.spec.resize)
+        return EvalPreset(self.spec.image_size, resize=self.spec.resize, limits=self.spec.decode_limits)
 
 
 def band_route(stage1: torch.Tensor, *, low: float, high: float, columns: list[int] | None = None) -> torch.Tensor:
@@ -268,7 +268,7 @@ class Cascade:
         return self.stage1.embed(images, spec=self.spec, runtime=self.runtime)
 
     def preset(self) -> EvalPreset:
-        return EvalPreset(self.spec.image_size, resize=self.spec.resize)
+        return EvalPreset(self.spec.image_size, resize=self.spec.resize, limits=self.spec.decode_limits)
 
 
 def build_predictor(

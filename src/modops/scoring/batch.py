@@ -1,9 +1,10 @@
 """Batch scoring: stored images by id -> class probabilities, streamed through a DataLoader.
 
 Decoding runs in loader workers with the predictor's own eval preset, so scoring a million
-images needs memory for a few batches only. An image that cannot be read or decoded gets a
-row of NaN probabilities and its reason in ``errors``: callers decide (evaluation refuses,
-scoring logs it), nothing is dropped silently.
+images needs memory for a few batches only; the preset enforces the decode limits recorded in
+the model's ``model.json`` (those its training data was ingested under). An image that cannot
+be read or decoded gets a row of NaN probabilities and its reason in ``errors``: callers
+decide (evaluation refuses, scoring logs it), nothing is dropped silently.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from torch import nn
 
 from modops.config import TrainConfig
 from modops.data.datasets import ImageReader
+from modops.data.images import DecodeLimits
 from modops.models.io import MemberSpec, ModelSpec
 
 __all__ = ["TrainData", "TrainResult", "Trainer", "TRAINERS", "register_trainer", "get_trainer", "Progress"]
@@ -31,6 +32,9 @@ class TrainData:
         val_y: Their class indices, shape [M].
         unlabeled_ids: Images without labels, for semi-supervised trainers, shape [U]; never
             near-duplicates of val or holdout images (the split stage excludes those).
+        decode_limits: Byte and pixel caps and allowed formats every image is decoded under:
+            the limits ingest enforced (:func:`modops.data.ingest.read_decode_limits`). An
+            image outside them counts as unreadable, as a corrupt one does.
     """
 
     reader: ImageReader
@@ -39,6 +43,7 @@ class TrainData:
     val_ids: Sequence[str]
     val_y: np.ndarray
     unlabeled_ids: Sequence[str] = ()
+    decode_limits: DecodeLimits = DecodeLimits()
 
     def __post_init__(self) -> None:
         if len(self.train_ids) != len(self.train_y) or len(self.val_ids) != len(self.val_y):

@@ -37,6 +37,7 @@ from modops.training.loop import (
     predict_loader,
     setup_runtime,
     steps_per_epoch,
+    val_loader,
     val_stats,
 )
 from modops.training.losses import make_loss
@@ -111,14 +112,8 @@ def _routing_low(
     cfg: TrainConfig,
     runtime: Runtime,
 ) -> float:
-    dataset = StoreDataset(data.reader, data.val_ids, data.val_y, transform=EvalPreset(size))
     net.eval()
-    probs, ok = predict_loader(
-        net,
-        make_loader(dataset, batch_size=cfg.batch_size * 2, workers=cfg.workers),
-        runtime=runtime,
-        n=len(data.val_ids),
-    )
+    probs, ok = predict_loader(net, val_loader(data, image_size=size, cfg=cfg), runtime=runtime, n=len(data.val_ids))
     return routing_threshold(probs[ok], np.asarray(data.val_y)[ok], recall=recall, columns=columns)
 
 
@@ -140,7 +135,7 @@ def _losses(
     """Stage-1 cross-entropy [len(positions)] of training images (eval preset, no augmentation); NaN if unreadable."""
     ids = [data.train_ids[i] for i in positions]
     y = np.asarray(data.train_y)[positions]
-    dataset = StoreDataset(data.reader, ids, y, transform=EvalPreset(size))
+    dataset = StoreDataset(data.reader, ids, y, transform=EvalPreset(size, limits=data.decode_limits))
     loader = make_loader(dataset, batch_size=cfg.batch_size * 2, workers=cfg.workers)
     net.eval()
     probs, ok = predict_loader(net, loader, runtime=runtime, n=len(ids))
@@ -205,7 +200,10 @@ def train_ohem_cascade(
         MemberSpec("stage1", cfg.backbone, size1, cbam=cfg.cbam, weights="stage1.safetensors"),
         MemberSpec("stage2", backbone2, size2, cbam=cfg.cbam, weights="stage2.safetensors"),
     )
-    spec = ModelSpec(classes=class_names, members=members, kind="cascade", combine=combine)
+    # Validation scores the cascade through its predictor, whose preset decodes under the spec's limits.
+    spec = ModelSpec(
+        classes=class_names, members=members, kind="cascade", combine=combine, decode_limits=data.decode_limits
+    )
 
     def cascade_val(stage2_net: nn.Module) -> dict[str, float]:
         return _cascade_val_stats({"stage1": stage1.net, "stage2": stage2_net}, spec, data, cfg=cfg, runtime=runtime)
@@ -283,6 +281,7 @@ def _fit_stage2(
             samples=steps * cfg.batch_size,
             seed=cfg.seed + 1000 + epoch,
             runtime=runtime,
+            limits=data.decode_limits,
         )
 
     return fit(

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from modops.config import TrainConfig
 from modops.data.datasets import Batch, ImageReader, StoreDataset, balanced_sampler, class_weights, make_loader
+from modops.data.images import DecodeLimits
 from modops.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset, TrainPreset, color_jitter, normalize
 from modops.models.backbones import create_model, get_backbone
 from modops.runtime import Runtime, resolve_runtime
@@ -85,9 +86,13 @@ def labelled_loader(
     samples: int,
     seed: int,
     runtime: Runtime,
+    limits: DecodeLimits,
 ) -> DataLoader:
-    """Augmented training batches: ``samples`` draws, class-balanced (capped) or uniform."""
-    dataset = StoreDataset(reader, ids, y, transform=TrainPreset(image_size, augment=cfg.augment))
+    """Augmented training batches: ``samples`` draws, class-balanced (capped) or uniform.
+
+    Images are decoded under ``limits`` (the ingest limits); one outside them comes as ``ok=False``.
+    """
+    dataset = StoreDataset(reader, ids, y, transform=TrainPreset(image_size, augment=cfg.augment, limits=limits))
     if cfg.imbalance == "balanced_sampler":
         sampler = balanced_sampler(
             y, num_classes=num_classes, cap=cfg.max_positive_weight, num_samples=samples, seed=seed
@@ -175,8 +180,9 @@ def predict_loader(
 
 
 def val_loader(data: TrainData, *, image_size: int, cfg: TrainConfig) -> DataLoader:
-    """Val images through the eval preset, in order."""
-    dataset = StoreDataset(data.reader, data.val_ids, data.val_y, transform=EvalPreset(image_size))
+    """Val images through the eval preset under ``data.decode_limits``, in order."""
+    preset = EvalPreset(image_size, limits=data.decode_limits)
+    dataset = StoreDataset(data.reader, data.val_ids, data.val_y, transform=preset)
     return make_loader(dataset, batch_size=cfg.batch_size * 2, workers=cfg.workers)
 
 

@@ -111,7 +111,8 @@ def train_mean_teacher(
     total = cfg.epochs * steps
     weight = class_weight_tensor(np.asarray(data.train_y), cfg=cfg, num_classes=k, runtime=runtime)
     pool = _unlabelled_pool(data, cfg)
-    two_views = StoreDataset(data.reader, pool, transform=TrainPreset(size, augment=cfg.augment), views=2)
+    preset = TrainPreset(size, augment=cfg.augment, limits=data.decode_limits)
+    two_views = StoreDataset(data.reader, pool, transform=preset, views=2)
     unlabelled = endless(
         lambda s: make_loader(
             two_views,
@@ -140,6 +141,7 @@ def train_mean_teacher(
             samples=steps * cfg.batch_size,
             seed=cfg.seed + epoch,
             runtime=runtime,
+            limits=data.decode_limits,
         )
         for step, batch in enumerate(labelled, start=1):
             ubatch = next(unlabelled)

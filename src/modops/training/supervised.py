@@ -64,6 +64,7 @@ def fit_supervised(
             samples=steps * cfg.batch_size,
             seed=cfg.seed + seed_offset + epoch,
             runtime=runtime,
+            limits=data.decode_limits,
         )
 
     def validate(model: nn.Module) -> dict[str, float]:
