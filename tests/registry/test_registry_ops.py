@@ -146,3 +146,34 @@ def test_audit_needs_a_reason(registry, tmp_path):
     _register(tmp_path, 1, passed=True)
     with pytest.raises(ValueError, match="reason"):
         record_event(registry, "m", action="promote", alias=CHAMPION, from_version=None, to_version="1", reason=" ")
+
+
+def test_register_stage_refuses_a_champion_judged_on_another_holdout(registry, tmp_path):
+    from modops.stages import _champion_baseline
+
+    _register(tmp_path, 1, passed=True)  # tagged modops.holdout_hash=h1
+    base = _champion_baseline(
+        "m",
+        "f" * 64,
+        "h2",
+        metrics={"holdout": {}},
+        candidate_scores=None,
+        splits=None,
+        store=None,
+        labels=None,
+        cfg=None,
+    )
+    assert base["metrics"] is None and base["scores"] is None  # never re-scored, never compared
+    assert "h1" in base["mismatch"] and "h2" in base["mismatch"] and base["label"] == "champion v1"
+    same = _champion_baseline(
+        "m",
+        f"{1:064d}",
+        "h1",
+        metrics={"holdout": {"weapon": {}}},
+        candidate_scores="cand",
+        splits=None,
+        store=None,
+        labels=None,
+        cfg=None,
+    )
+    assert same["mismatch"] is None and same["scores"] == "cand"  # the same weights: compared with itself
