@@ -81,6 +81,28 @@ def test_champion_without_a_registry_says_what_to_run():
     assert "no champion" in result.output and "make demo" in result.output
 
 
+def test_champion_summary_keeps_commands_on_one_line(tmp_path, monkeypatch, capsys):
+    """The printed commands are copied into a shell: a narrow terminal must not wrap them."""
+    from modops.cli import _print_champion
+    from modops.config import Settings
+
+    monkeypatch.setenv("COLUMNS", "60")
+    deep = tmp_path / ("a-long-state-folder-name" * 3)
+    settings = Settings(state_dir=deep)
+    info = {
+        "model": "m",
+        "version": "1",
+        "aliases": ["champion"],
+        "holdout": {"holdout.weapon.precision": 0.5},
+        "tags": {"modops.gate": "passed", "modops.label_version": "lv-" + "0" * 16},
+    }
+    _print_champion(info, settings)
+    lines = capsys.readouterr().out.splitlines()
+    mlflow = [line for line in lines if "mlflow ui" in line]
+    assert len(mlflow) == 1 and mlflow[0].rstrip().endswith("--port 5000")
+    assert any(line.rstrip().endswith("lv-" + "0" * 16) and "gate: passed" in line for line in lines)
+
+
 def test_predict_missing_file(tmp_path):
     result = _run("predict", str(tmp_path / "nope.jpg"), "--model-uri", "models:/x@champion")
     assert result.exit_code == 1

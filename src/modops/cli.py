@@ -413,7 +413,7 @@ def _print_champion(info: dict, settings) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)  # commands below must stay copy-pasteable
     console.print(
         f"[bold green]champion[/]: {info['model']} version {info['version']} (aliases: {', '.join(info['aliases'])})"
     )
