@@ -389,7 +389,9 @@ def champion(
         reasons = challenger.tags.get("modops.gate_reasons", "").replace("\n", "; ")
         _fail(
             f"no champion for model '{model_name}': candidate version {challenger.version} failed the gate "
-            f"({reasons or 'no reasons recorded'}); see eval/metrics.json and `gate` in params.yaml"
+            f"({reasons or 'no reasons recorded'}); the figures: {settings.dashboard_dir / 'index.html'} and "
+            f"eval/metrics.json; the floors: `gate` in params.yaml; to promote it anyway: "
+            f"`modops promote {challenger.version} --force --reason \"...\"`"
         )
     import mlflow
 

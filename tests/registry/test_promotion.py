@@ -168,3 +168,6 @@ def test_champion_command_explains_a_failed_gate(mlflow_state, tmp_path, monkeyp
     result = CliRunner().invoke(app, ["champion"])
     assert result.exit_code == 1
     assert "failed the gate" in result.output and "because" in result.output
+    # ... and where to look and how to override it, with a reason on record.
+    out = " ".join(result.output.split())  # rich may wrap long lines
+    assert "index.html" in out and "modops promote 1 --force --reason" in out
