@@ -149,6 +149,25 @@ def test_explain_writes_a_heatmap_for_a_local_model(tmp_path):
     assert bad.exit_code == 1 and "cannot be decoded" in bad.output and "Traceback" not in bad.output
 
 
+def test_explain_refuses_an_oversized_file_before_reading_it(tmp_path):
+    """explain checks the size under the model's decode limits before it reads, like ingest."""
+    from dataclasses import replace
+
+    from modops.data.images import DecodeLimits
+    from modops.models import MemberSpec, ModelSpec, create_model, save_members
+
+    spec = ModelSpec(("clean", "weapon"), (MemberSpec("model", "cnn_small", 32),))
+    spec = replace(spec, decode_limits=DecodeLimits(max_bytes=1000))
+    save_members({"model": create_model("cnn_small", num_classes=2)}, spec, tmp_path / "model")
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as f:  # sparse: 4 GiB on paper, nothing on disk
+        f.truncate(4 * 1024**3)
+    result = _run("explain", str(huge), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "h.png"))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "file_too_large" in result.output and "max_bytes" in result.output
+    assert not (tmp_path / "h.png").exists()
+
+
 def test_labels_import_appends_once_and_status_reports_the_version(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     export = tmp_path / "export.csv"

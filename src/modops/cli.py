@@ -58,7 +58,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can fix into one clear line and a non-zero exit (no traceback)."""
-    from modops.data.images import QuarantineError
+    from modops.data.images import QUARANTINE_REASONS, QuarantineError
     from modops.registry.errors import ModelNotRegistered, RegistryError
     from modops.stages import StageError
 
@@ -78,7 +78,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         ) as exc:
             _fail(str(exc))  # PromotionError is a ValueError
         except QuarantineError as exc:
-            _fail(f"the image cannot be decoded safely: {exc}")
+            _fail(f"the image cannot be decoded safely: {exc} ({QUARANTINE_REASONS[exc.reason]})")
 
     return wrapper
 
@@ -391,7 +391,7 @@ def champion(
             f"no champion for model '{model_name}': candidate version {challenger.version} failed the gate "
             f"({reasons or 'no reasons recorded'}); the figures: {settings.dashboard_dir / 'index.html'} and "
             f"eval/metrics.json; the floors: `gate` in params.yaml; to promote it anyway: "
-            f"`modops promote {challenger.version} --force --reason \"...\"`"
+            f'`modops promote {challenger.version} --force --reason "..."`'
         )
     import mlflow
 

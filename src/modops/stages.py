@@ -817,7 +817,12 @@ def explain_image_stage(
         uri = model_uri or f"models:/{settings.model_name}@champion"
         with tempfile.TemporaryDirectory() as tmp:
             predictor = load_predictor(download_uri_model_dir(uri, Path(tmp)))
-    grid, info = explain_image(predictor, image.read_bytes(), category=category)
+    from modops.data.sources import read_uri
+
+    # Size-checked before it is read, under the limits the model was trained with: an
+    # untrusted upload can be a multi-GB file or a FIFO.
+    data = read_uri(str(image.resolve()), max_bytes=predictor.spec.decode_limits.max_bytes)
+    grid, info = explain_image(predictor, data, category=category)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_png = out.with_name(f".{out.name}.tmp")
     grid.save(tmp_png, format="PNG")
