@@ -88,6 +88,10 @@ def hostile_source(tmp_path) -> tuple[Path, set[str], dict[str, tuple[str | None
         "lying_header.png": ("decompression_bomb", "pixels"),
         "too_big.jpg": ("file_too_large", f"> {MAX_BYTES}"),
         "pipe.jpg": ("read_error", "not a regular file"),
+        "escape.jpg": ("read_error", "outside the source folder"),  # a link to an image elsewhere
+        "linked_dir": ("read_error", "outside the source folder"),  # a linked folder is not walked
+        "sub/loop": ("read_error", "not a regular file"),  # a link to its own parent: no endless walk
+        "inside.jpg": ("duplicate_content", ""),  # a link inside the folder is read, once
     }
     files = dict(good)
     files |= {
@@ -105,6 +109,13 @@ def hostile_source(tmp_path) -> tuple[Path, set[str], dict[str, tuple[str | None
     with open(src / "too_big.jpg", "wb") as f:
         f.truncate(4 * 1024**3)  # sparse: 4 GiB that must never be read
     os.mkfifo(src / "pipe.jpg")  # opening it for reading would block a naive reader forever
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(image_bytes(40))
+    (src / "escape.jpg").symlink_to(outside / "secret.jpg")
+    (src / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (src / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    (src / "inside.jpg").symlink_to("good0.jpg")
     return src, set(good), bad
 
 

@@ -90,9 +90,11 @@ def list_source(source: str, *, exclude: tuple[str, ...] = (), s3_endpoint_url: 
     if not root.is_dir():
         raise FileNotFoundError(f"source folder not found: {root.resolve()} (set ingest.source in params.yaml)")
     items = []
-    for p in root.rglob("*"):
+    for p in root.rglob("*"):  # rglob does not descend into symlinked folders: no loops
         rel = p.relative_to(root).as_posix()
-        if not p.is_dir() and not _hidden(rel) and rel not in exclude:
+        # A symlinked folder is listed (and quarantined as not a regular file) rather than
+        # silently skipped, so every entry of the upload folder is accounted for.
+        if (p.is_symlink() or not p.is_dir()) and not _hidden(rel) and rel not in exclude:
             items.append(SourceItem(uri=rel, rel=rel))
     return sorted(items, key=lambda i: i.rel)
 
@@ -117,7 +119,8 @@ def read_uri(
     Raises:
         FileTooLargeError: The file is larger than ``max_bytes``.
         FileNotFoundError: No such local file.
-        OSError: The local path is not a regular file (a folder, FIFO or device).
+        OSError: The local path is not a regular file (a folder, FIFO or device), or a
+            relative uri leads outside ``root`` through a symlink.
         ValueError: A relative uri without ``root``, or one that climbs out of it.
     """
     if is_s3(uri):
@@ -132,7 +135,12 @@ def _local_path(uri: str, root: str | Path | None) -> Path:
         raise ValueError(f"relative uri {uri!r} needs the source root it was listed under (root=...)")
     if ".." in PurePosixPath(uri).parts:
         raise ValueError(f"uri {uri!r} climbs out of its source root {root}")
-    return Path(root) / uri
+    path = Path(root) / uri
+    # An upload folder is untrusted: a symlink in it must not make ingest read files from
+    # elsewhere on the machine (keys, other tenants' images). Links inside the root are fine.
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise OSError("a symlink that points outside the source folder (not followed)")
+    return path
 
 
 def _read_local(path: Path, *, max_bytes: int | None) -> bytes:
