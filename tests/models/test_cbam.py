@@ -31,6 +31,33 @@ def test_cbam_keeps_shape_and_gates_are_in_the_unit_interval(c, h, w, identity_i
         assert torch.all(gate > 0) and torch.all(gate < 1)
 
 
+def _reference_gates(cbam: CBAM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's definitions written plainly: mean and max pooling (Eq. 2 and 3)."""
+    mlp = cbam.channel_gate.mlp
+    b, c = x.shape[:2]
+    channel = torch.sigmoid(mlp(x.mean(dim=(2, 3))) + mlp(x.amax(dim=(2, 3)))).view(b, c, 1, 1)
+    y = x * channel
+    pooled = torch.cat([y.mean(dim=1, keepdim=True), y.amax(dim=1, keepdim=True)], dim=1)
+    sg = cbam.spatial_gate
+    return channel, torch.sigmoid(sg.bn(sg.conv(pooled)))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_pooling_matches_the_papers_mean_and_max_with_gradients(channels_last):
+    torch.manual_seed(1)
+    cbam = CBAM(24, identity_init=False).eval()
+    x = torch.randn(3, 24, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    fast_in, ref_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast, ref = cbam.gates(fast_in), _reference_gates(cbam, ref_in)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    (fast[0].sum() + fast[1].sum()).backward()
+    (ref[0].sum() + ref[1].sum()).backward()
+    torch.testing.assert_close(fast_in.grad, ref_in.grad)
+
+
 def test_hidden_width_has_a_floor_for_thin_layers():
     assert CBAM(16, reduction=16).channel_gate.mlp[0].out_features == 8
     assert CBAM(512, reduction=16).channel_gate.mlp[0].out_features == 32

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["CBAM", "ChannelGate", "SpatialGate", "insert_cbam", "GATE_INIT_LOGIT", "MIN_HIDDEN"]
@@ -55,9 +56,12 @@ class ChannelGate(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c = x.shape[:2]
-        avg = x.mean(dim=(2, 3))  # [B, C]
-        mx = x.amax(dim=(2, 3))  # [B, C]
+        b, c, h, w = x.shape
+        # sum / n and adaptive max pooling rather than mean / amax: on CPUs, torch's bf16
+        # mean and amax over large channels-last maps (and their backward) run 10-30x slower
+        # than these, which made CBAM cost more than the convolutions under bf16 autocast.
+        avg = x.sum(dim=(2, 3)) / (h * w)  # [B, C]
+        mx = F.adaptive_max_pool2d(x, 1).flatten(1)  # [B, C]
         # One MLP pass over both descriptors stacked along the batch, then split and sum.
         logits = self.mlp(torch.cat([avg, mx], dim=0))
         logits = logits[:b] + logits[b:]
@@ -78,7 +82,8 @@ class SpatialGate(nn.Module):
         self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01) if batch_norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # [B, 2, H, W]
+        avg = x.sum(dim=1, keepdim=True) / x.shape[1]  # [B, 1, H, W]; sum / C: see ChannelGate.forward
+        pooled = torch.cat([avg, x.amax(dim=1, keepdim=True)], dim=1)  # [B, 2, H, W]
         return torch.sigmoid(self.bn(self.conv(pooled)))
 
 
