@@ -60,6 +60,7 @@ class ChannelGate(nn.Module):
         # sum / n and adaptive max pooling rather than mean / amax: on CPUs, torch's bf16
         # mean and amax over large channels-last maps (and their backward) run 10-30x slower
         # than these, which made CBAM cost more than the convolutions under bf16 autocast.
+        # (CUDA autocast runs sum in fp32, so an fp16 sum over a large map cannot overflow.)
         avg = x.sum(dim=(2, 3)) / (h * w)  # [B, C]
         mx = F.adaptive_max_pool2d(x, 1).flatten(1)  # [B, C]
         # One MLP pass over both descriptors stacked along the batch, then split and sum.
