@@ -802,6 +802,7 @@ def explain_image_stage(
     """Write a Grad-CAM PNG for one image with a local model folder or a registered model (champion by default)."""
     import tempfile
 
+    from modops.data.sources import read_uri
     from modops.evaluation.explain_report import explain_image
     from modops.models.predictor import load_predictor
 
@@ -817,8 +818,6 @@ def explain_image_stage(
         uri = model_uri or f"models:/{settings.model_name}@champion"
         with tempfile.TemporaryDirectory() as tmp:
             predictor = load_predictor(download_uri_model_dir(uri, Path(tmp)))
-    from modops.data.sources import read_uri
-
     # Size-checked before it is read, under the limits the model was trained with: an
     # untrusted upload can be a multi-GB file or a FIFO.
     data = read_uri(str(image.resolve()), max_bytes=predictor.spec.decode_limits.max_bytes)
