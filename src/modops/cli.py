@@ -529,7 +529,10 @@ def predict(
     try:
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
-        _fail(f"cannot load model {uri}: {exc.message}; run `make demo` or pass --model-uri")
+        _fail(
+            f"cannot load model {uri}: {exc.message}; `modops champion` says whether a candidate was "
+            "refused and why; train one with `make demo`, or pass --model-uri"
+        )
     # The files are sent as bytes: a served model reads no paths (see modops.registry.pyfunc).
     result = model.predict(files_frame(images, max_bytes=served_decode_limits(model).max_bytes))
     for path, row in zip(images, result.to_dict(orient="records"), strict=True):
