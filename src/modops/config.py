@@ -311,6 +311,11 @@ class TrainConfig(_Section):
     cbam: bool = False
     epochs: int = Field(default=3, ge=1)
     samples_per_epoch: int = Field(default=0, ge=0, description="0 = the whole train split")
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="wall-clock cap on the training loops: epochs are shortened evenly to fit (None = no cap)",
+    )
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)

@@ -29,6 +29,7 @@ from modops.scoring.batch import score_ids
 from modops.training.base import Progress, TrainData, TrainResult, register_trainer
 from modops.training.loop import (
     FitResult,
+    budget_left,
     class_weight_tensor,
     fit,
     image_size_for,
@@ -181,6 +182,7 @@ def train_ohem_cascade(
         runtime=runtime,
         phase="stage1",
         progress=progress,
+        budget_s=budget_left(cfg, start=start, share=_stage1_share(cfg, n_train=len(y))),
     )
     columns = [class_names.index(c) for c in cc.combine.categories] if cc.combine.categories else None
     pool = _mining_pool(y, cap=cc.mine_max_images, seed=cfg.seed, classes=columns)
@@ -219,6 +221,7 @@ def train_ohem_cascade(
         runtime=runtime,
         progress=progress,
         validate=cascade_val,
+        budget_s=budget_left(cfg, start=start),
     )
     final = cascade_val(stage2.net)
     seconds = time.perf_counter() - start
@@ -244,8 +247,17 @@ def train_ohem_cascade(
             "val_stage2_share": final["val_stage2_share"],
             "route_low": combine["low"],
             "skipped_images": stage1.skipped_images + stage2.skipped_images,
+            "pace": {"stage1": stage1.pace, "stage2": stage2.pace},
         },
     )
+
+
+def _stage1_share(cfg: TrainConfig, *, n_train: int) -> float:
+    """Stage 1's share of a time budget: its planned training samples over both stages'."""
+    cc = cfg.ohem_cascade
+    s1 = cfg.epochs * (cfg.samples_per_epoch or n_train)
+    s2 = cc.stage2_epochs * (cc.stage2_samples_per_epoch or cc.hard_examples + cc.balanced_examples)
+    return s1 / max(s1 + s2, 1)
 
 
 def _fit_stage2(
@@ -260,6 +272,7 @@ def _fit_stage2(
     runtime: Runtime,
     progress: Progress | None,
     validate: Callable[[nn.Module], dict[str, float]],
+    budget_s: float | None = None,
 ) -> FitResult:
     """Stage 2: plain cross-entropy on the mined set, epochs selected on the cascade's val score."""
     cc = cfg.ohem_cascade
@@ -295,6 +308,7 @@ def _fit_stage2(
         validate=validate,
         phase="stage2",
         progress=progress,
+        budget_s=budget_s,
     )
 
 

@@ -30,6 +30,7 @@ from modops.models.backbones import create_model, get_backbone
 from modops.runtime import Runtime, resolve_runtime
 from modops.training.base import Progress, TrainData
 from modops.training.losses import LossFn
+from modops.training.pace import Pacer
 
 __all__ = [
     "setup_runtime",
@@ -44,6 +45,7 @@ __all__ = [
     "BestKeeper",
     "FitResult",
     "fit",
+    "budget_left",
 ]
 
 
@@ -139,6 +141,21 @@ class Optimizer:
         )
         self.scaler = runtime.grad_scaler()
         self.steps, self.total_steps = 0, max(total_steps, 1)
+        self.max_lr = cfg.lr
+
+    def resize(self, total_steps: int) -> None:
+        """Re-plan the one-cycle schedule for ``total_steps`` in all, keeping the steps already taken.
+
+        Used when a run is shortened to fit its time budget: the new schedule is the one a run of
+        ``total_steps`` would have had, fast-forwarded to where this one stands, so it still ends
+        annealed.
+        """
+        self.total_steps = max(total_steps, self.steps + 1)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=self.max_lr, total_steps=self.total_steps, pct_start=0.15
+        )
+        for _ in range(self.steps):
+            self.sched.step()
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -225,6 +242,14 @@ class FitResult:
     seconds: float = 0.0
     samples: int = 0
     skipped_images: int = 0
+    pace: dict = field(default_factory=dict)
+
+
+def budget_left(cfg: TrainConfig, *, start: float, share: float = 1.0) -> float | None:
+    """Seconds of ``train.max_minutes`` left since ``start`` (``perf_counter``), times ``share``; None = no cap."""
+    if cfg.max_minutes is None:
+        return None
+    return max(cfg.max_minutes * 60.0 - (time.perf_counter() - start), 0.0) * share
 
 
 def steps_per_epoch(cfg: TrainConfig, *, n_train: int, samples_per_epoch: int | None = None) -> int:
@@ -266,6 +291,7 @@ def fit(
     validate: Callable[[nn.Module], dict[str, float]],
     phase: str,
     progress: Progress | None = None,
+    budget_s: float | None = None,
 ) -> FitResult:
     """Train ``net`` for ``epochs`` x ``steps`` supervised steps; keep the best epoch by validation.
 
@@ -275,32 +301,45 @@ def fit(
         loss_fn: ``loss(logits, targets, progress)``.
         validate: Scores the network after each epoch; must return ``val_macro_pr_auc``.
         phase: Name used in progress and history (``train``, ``stage1``, ...).
+        budget_s: Wall-clock budget of this call; when the planned steps would overrun it,
+            every epoch is shortened evenly and the schedule resized (``modops.training.pace``).
+            ``batches(epoch)`` may then yield more batches than are used.
     """
     opt = Optimizer(net.parameters(), cfg=cfg, total_steps=epochs * steps, runtime=runtime)
+    pacer = Pacer(budget_s, epochs=epochs, steps=steps)
     jitter = torch.Generator().manual_seed(cfg.seed)
     best, history = BestKeeper(), []
     start, samples, skipped = time.perf_counter(), 0, 0
     for epoch in range(1, epochs + 1):
-        t0, total, seen = time.perf_counter(), 0.0, 0
+        t0, total, seen, done = time.perf_counter(), 0.0, 0, 0
         net.train()
         for step, batch in enumerate(batches(epoch), start=1):
+            if step > pacer.steps:  # shortened to fit the budget
+                break
             skipped += int((~batch.ok).sum())
             stepped = train_step(
                 net, batch, opt=opt, loss_fn=loss_fn, runtime=runtime, jitter=cfg.augment.color_jitter, generator=jitter
             )
+            done = step
+            if epoch == 1 and pacer.after_step(step) is not None:
+                opt.resize(opt.steps + (pacer.steps - step) + (epochs - 1) * pacer.steps)
             if stepped is None:
                 continue
             loss, n = stepped
             total, seen = total + loss.item() * n, seen + n
             if progress:
-                progress(f"{phase} epoch {epoch}/{epochs}", step, steps)
+                progress(f"{phase} epoch {epoch}/{epochs}", step, pacer.steps)
         samples += seen
+        v0 = time.perf_counter()
         stats = validate(net)
-        stats.update(epoch=epoch, phase=phase, loss=total / max(seen, 1), seconds=time.perf_counter() - t0, lr=opt.lr)
+        seconds = time.perf_counter() - t0
+        if pacer.after_epoch(epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done) is not None:
+            opt.resize(opt.steps + (epochs - epoch) * pacer.steps)
+        stats.update(epoch=epoch, phase=phase, loss=total / max(seen, 1), seconds=seconds, lr=opt.lr, steps=done)
         history.append(stats)
         best.offer(net, score=stats["val_macro_pr_auc"], epoch=epoch)
     net = best.restore(net)
-    return FitResult(net, history, best.epoch, time.perf_counter() - start, samples, skipped)
+    return FitResult(net, history, best.epoch, time.perf_counter() - start, samples, skipped, pace=pacer.summary())
 
 
 def class_weight_tensor(y: np.ndarray, *, cfg: TrainConfig, num_classes: int, runtime: Runtime) -> torch.Tensor | None:

@@ -31,6 +31,7 @@ from modops.training.base import Progress, TrainData, TrainResult, register_trai
 from modops.training.loop import (
     BestKeeper,
     Optimizer,
+    budget_left,
     class_weight_tensor,
     endless,
     image_size_for,
@@ -43,6 +44,7 @@ from modops.training.loop import (
     val_loader,
     val_stats,
 )
+from modops.training.pace import Pacer
 
 __all__ = ["ema_update", "sigmoid_rampup", "consistency_loss", "train_mean_teacher"]
 
@@ -124,11 +126,13 @@ def train_mean_teacher(
         seed=cfg.seed + 10_000,
     )
     opt = Optimizer(student.parameters(), cfg=cfg, total_steps=total, runtime=runtime)
+    pacer = Pacer(budget_left(cfg, start=start), epochs=cfg.epochs, steps=steps)
     jitter = torch.Generator().manual_seed(cfg.seed)
     val = val_loader(data, image_size=size, cfg=cfg)
     best, history, samples, skipped = BestKeeper(), [], 0, 0
     for epoch in range(1, cfg.epochs + 1):
-        t0, sums = time.perf_counter(), {"loss": 0.0, "class_loss": 0.0, "consistency": 0.0, "n": 0}
+        t0, done = time.perf_counter(), 0
+        sums = {"loss": 0.0, "class_loss": 0.0, "consistency": 0.0, "n": 0}
         student.train()
         teacher.train()
         labelled = labelled_loader(
@@ -144,11 +148,18 @@ def train_mean_teacher(
             limits=data.decode_limits,
         )
         for step, batch in enumerate(labelled, start=1):
+            if step > pacer.steps:  # shortened to fit train.max_minutes
+                break
+            done = step
             ubatch = next(unlabelled)
             skipped += int((~batch.ok).sum() + (~ubatch.ok).sum())
             if not batch.ok.any():  # nothing readable to classify: skip the step, as fit() does
                 continue
-            ramp = sigmoid_rampup(opt.steps / max(mt.rampup_fraction * total, 1e-9)) if mt.rampup_fraction else 1.0
+            ramp = (
+                sigmoid_rampup(opt.steps / max(mt.rampup_fraction * opt.total_steps, 1e-9))
+                if mt.rampup_fraction
+                else 1.0
+            )
             losses = _step(
                 student,
                 teacher,
@@ -161,6 +172,8 @@ def train_mean_teacher(
                 generator=jitter,
             )
             opt.step(losses["loss"])
+            if epoch == 1 and pacer.after_step(step) is not None:
+                opt.resize(opt.steps + (pacer.steps - step) + (cfg.epochs - 1) * pacer.steps)
             decay = mt.rampup_ema_decay if ramp < 1.0 else mt.ema_decay
             ema_update(teacher, student, decay=decay)
             n = int(batch.ok.sum())
@@ -168,14 +181,18 @@ def train_mean_teacher(
                 sums[key] += float(losses[key].detach()) * n
             sums["n"] += n
             if progress:
-                progress(f"mean teacher epoch {epoch}/{cfg.epochs}", step, steps)
-        samples += sums["n"] + steps * mt.unlabeled_batch_size
+                progress(f"mean teacher epoch {epoch}/{cfg.epochs}", step, pacer.steps)
+        samples += sums["n"] + done * mt.unlabeled_batch_size
         teacher.eval()
+        v0 = time.perf_counter()
         probs, ok = predict_loader(teacher, val, runtime=runtime, n=len(data.val_ids))
         stats = val_stats(probs, np.asarray(data.val_y), ok)
+        seconds = time.perf_counter() - t0
+        if pacer.after_epoch(epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done) is not None:
+            opt.resize(opt.steps + (cfg.epochs - epoch) * pacer.steps)
         n = max(sums.pop("n"), 1)
         stats.update({key: value / n for key, value in sums.items()})
-        stats.update(epoch=epoch, phase="mean_teacher", seconds=time.perf_counter() - t0, lr=opt.lr)
+        stats.update(epoch=epoch, phase="mean_teacher", seconds=seconds, lr=opt.lr, steps=done)
         history.append(stats)
         best.offer(teacher, score=stats["val_macro_pr_auc"], epoch=epoch)
     teacher = best.restore(teacher)
@@ -192,6 +209,7 @@ def train_mean_teacher(
             "device": str(runtime.device),
             "unlabeled_pool": len(pool),
             "skipped_images": skipped,
+            "pace": pacer.summary(),
         },
     )
 

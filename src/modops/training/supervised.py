@@ -13,6 +13,7 @@ from modops.runtime import Runtime
 from modops.training.base import Progress, TrainData, TrainResult, register_trainer
 from modops.training.loop import (
     FitResult,
+    budget_left,
     class_weight_tensor,
     fit,
     image_size_for,
@@ -45,8 +46,12 @@ def fit_supervised(
     phase: str,
     progress: Progress | None = None,
     seed_offset: int = 0,
+    budget_s: float | None = None,
 ) -> FitResult:
-    """Train one network on ``ids``/``y`` (default: the train split), validating on val each epoch."""
+    """Train one network on ``ids``/``y`` (default: the train split), validating on val each epoch.
+
+    ``budget_s``: wall-clock budget of the fit (see :func:`modops.training.loop.fit`).
+    """
     ids = list(data.train_ids) if ids is None else ids
     y = np.asarray(data.train_y) if y is None else y
     net = new_network(cfg, num_classes=num_classes, backbone=backbone, image_size=image_size, runtime=runtime)
@@ -83,6 +88,7 @@ def fit_supervised(
         validate=validate,
         phase=phase,
         progress=progress,
+        budget_s=budget_s,
     )
 
 
@@ -122,6 +128,7 @@ def train_supervised(
         runtime=runtime,
         phase="train",
         progress=progress,
+        budget_s=budget_left(cfg, start=start),
     )
     seconds = time.perf_counter() - start
     return TrainResult(
@@ -131,5 +138,10 @@ def train_supervised(
         best_epoch=fitted.best_epoch,
         seconds=seconds,
         train_images_per_s=fitted.samples / max(fitted.seconds, 1e-9),
-        info={"precision": runtime.precision, "device": str(runtime.device), "skipped_images": fitted.skipped_images},
+        info={
+            "precision": runtime.precision,
+            "device": str(runtime.device),
+            "skipped_images": fitted.skipped_images,
+            "pace": fitted.pace,
+        },
     )
