@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from modops.orchestration import (
     ensure_airflow_db,
     project_dir,
     run_stage,
+    task_report,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,3 +253,19 @@ def test_dag_test_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert missing.returncode != 0
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
     assert timings["db check"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("steps", "suffix"),
+    [
+        ({}, ""),
+        ({"steps_per_epoch": 100, "planned_steps_per_epoch": 100}, ""),
+        ({"steps_per_epoch": 62, "planned_steps_per_epoch": 100}, " (62/100 steps an epoch within train.max_minutes)"),
+    ],
+)
+def test_train_line_says_when_the_time_cap_shortened_the_epochs(tmp_path: Path, steps: dict, suffix: str) -> None:
+    metrics = {"trainer": "supervised", "members": ["model:cnn_small@128+cbam"], "best_val_macro_pr_auc": 0.5, **steps}
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/train_metrics.json").write_text(json.dumps(metrics))
+    report = task_report("train", skipped=False, duration_s=1.0, project=tmp_path)
+    assert report["figure"] == "supervised model:cnn_small@128+cbam: val macro PR-AUC 0.500" + suffix

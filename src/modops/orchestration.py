@@ -242,7 +242,11 @@ def _figure_train(root: Path) -> str:
     s = _read_json(root / "models/train_metrics.json")
     if not s:
         return ""
-    return f"{s.get('trainer')} {'+'.join(s.get('members', []))}: val macro PR-AUC {s['best_val_macro_pr_auc']:.3f}"
+    figure = f"{s.get('trainer')} {'+'.join(s.get('members', []))}: val macro PR-AUC {s['best_val_macro_pr_auc']:.3f}"
+    done, planned = s.get("steps_per_epoch"), s.get("planned_steps_per_epoch")
+    if done is not None and planned and done < planned:  # train.max_minutes shortened the epochs
+        figure += f" ({done}/{planned} steps an epoch within train.max_minutes)"
+    return figure
 
 
 def _figure_evaluate(root: Path) -> str:

@@ -328,6 +328,7 @@ def train_stage(
         if result.kind == "cascade"
         else max(h["val_macro_pr_auc"] for h in result.history),
         **{k: v for k, v in result.info.items() if not isinstance(v, dict)},
+        **_pace_summary(result.info.get("pace")),
     }
     if settings is not None:
         summary["mlflow_run_id"] = _log_training(
@@ -337,6 +338,17 @@ def train_stage(
         _write_json(metrics_path, summary)
     rep.log(f"train: {json.dumps(summary, default=str)}")
     return summary
+
+
+def _pace_summary(pace: dict | None) -> dict[str, object]:
+    """Flat figures of a run's ``train.max_minutes`` plan (a cascade: stage 1's), for train_metrics.json."""
+    pace = (pace or {}).get("stage1", pace) or {}
+    if not pace:
+        return {}
+    return {
+        "steps_per_epoch": pace["steps_per_epoch"],
+        "planned_steps_per_epoch": pace["planned_steps_per_epoch"],
+    }
 
 
 def _flatten(prefix: str, value: object) -> dict[str, object]:
