@@ -46,6 +46,8 @@ __all__ = [
     "FitResult",
     "fit",
     "budget_left",
+    "pace_step",
+    "pace_epoch",
 ]
 
 
@@ -245,6 +247,19 @@ class FitResult:
     pace: dict = field(default_factory=dict)
 
 
+def pace_step(pacer: Pacer, opt: Optimizer, *, epoch: int, step: int) -> None:
+    """After step ``step`` of ``epoch``: let the pacer plan (epoch 1), and resize the schedule if it shrank."""
+    if epoch == 1 and pacer.after_step(step) is not None:
+        # The rest of epoch 1 at the new length, then the remaining epochs.
+        opt.resize(opt.steps + (pacer.steps - step) + (pacer.epochs - 1) * pacer.steps)
+
+
+def pace_epoch(pacer: Pacer, opt: Optimizer, *, epoch: int, epoch_s: float, val_s: float, steps_done: int) -> None:
+    """After ``epoch`` (``epoch_s`` seconds, ``val_s`` of them validating): re-plan, resize if it shrank."""
+    if pacer.after_epoch(epoch, epoch_s=epoch_s, val_s=val_s, steps_done=steps_done) is not None:
+        opt.resize(opt.steps + (pacer.epochs - epoch) * pacer.steps)
+
+
 def budget_left(cfg: TrainConfig, *, start: float, share: float = 1.0) -> float | None:
     """Seconds of ``train.max_minutes`` left since ``start`` (``perf_counter``), times ``share``; None = no cap."""
     if cfg.max_minutes is None:
@@ -321,8 +336,7 @@ def fit(
                 net, batch, opt=opt, loss_fn=loss_fn, runtime=runtime, jitter=cfg.augment.color_jitter, generator=jitter
             )
             done = step
-            if epoch == 1 and pacer.after_step(step) is not None:
-                opt.resize(opt.steps + (pacer.steps - step) + (epochs - 1) * pacer.steps)
+            pace_step(pacer, opt, epoch=epoch, step=step)
             if stepped is None:
                 continue
             loss, n = stepped
@@ -333,8 +347,7 @@ def fit(
         v0 = time.perf_counter()
         stats = validate(net)
         seconds = time.perf_counter() - t0
-        if pacer.after_epoch(epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done) is not None:
-            opt.resize(opt.steps + (epochs - epoch) * pacer.steps)
+        pace_epoch(pacer, opt, epoch=epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done)
         stats.update(epoch=epoch, phase=phase, loss=total / max(seen, 1), seconds=seconds, lr=opt.lr, steps=done)
         history.append(stats)
         best.offer(net, score=stats["val_macro_pr_auc"], epoch=epoch)

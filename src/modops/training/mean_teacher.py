@@ -38,6 +38,8 @@ from modops.training.loop import (
     inputs,
     labelled_loader,
     new_network,
+    pace_epoch,
+    pace_step,
     predict_loader,
     setup_runtime,
     steps_per_epoch,
@@ -172,8 +174,7 @@ def train_mean_teacher(
                 generator=jitter,
             )
             opt.step(losses["loss"])
-            if epoch == 1 and pacer.after_step(step) is not None:
-                opt.resize(opt.steps + (pacer.steps - step) + (cfg.epochs - 1) * pacer.steps)
+            pace_step(pacer, opt, epoch=epoch, step=step)
             decay = mt.rampup_ema_decay if ramp < 1.0 else mt.ema_decay
             ema_update(teacher, student, decay=decay)
             n = int(batch.ok.sum())
@@ -188,8 +189,7 @@ def train_mean_teacher(
         probs, ok = predict_loader(teacher, val, runtime=runtime, n=len(data.val_ids))
         stats = val_stats(probs, np.asarray(data.val_y), ok)
         seconds = time.perf_counter() - t0
-        if pacer.after_epoch(epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done) is not None:
-            opt.resize(opt.steps + (cfg.epochs - epoch) * pacer.steps)
+        pace_epoch(pacer, opt, epoch=epoch, epoch_s=seconds, val_s=time.perf_counter() - v0, steps_done=done)
         n = max(sums.pop("n"), 1)
         stats.update({key: value / n for key, value in sums.items()})
         stats.update(epoch=epoch, phase="mean_teacher", seconds=seconds, lr=opt.lr, steps=done)
