@@ -188,6 +188,25 @@ class AugmentConfig(_Section):
         return self
 
 
+class SamplingConfig(_Section):
+    """How training draws its labelled images (``train.sampling``), on top of ``train.imbalance``.
+
+    Attributes:
+        priority: ``none`` draws images of a class uniformly; ``loss`` draws them in proportion
+            to their recent training loss (:mod:`modops.training.sampling`), so hard negatives
+            and hard positives come back more often. Class shares stay those of ``imbalance``.
+        mix: Weight of the loss priority against the uniform draw, in [0, 1].
+        max_ratio: Cap on an image's loss relative to its class's mean: bounds how often an
+            image that never fits (often a wrong label) is repeated.
+        decay: Weight of an image's previous loss in its running average, in [0, 1).
+    """
+
+    priority: Literal["none", "loss"] = "none"
+    mix: float = Field(default=0.8, ge=0, le=1)
+    max_ratio: float = Field(default=5.0, ge=1)
+    decay: float = Field(default=0.5, ge=0, lt=1)
+
+
 class SupervisedConfig(_Section):
     """The supervised trainer: one backbone, one loss (``train.supervised``).
 
@@ -322,6 +341,7 @@ class TrainConfig(_Section):
     imbalance: Literal["balanced_sampler", "weighted_loss", "none"] = "balanced_sampler"
     max_positive_weight: float = Field(default=20.0, ge=1)
     augment: AugmentConfig = AugmentConfig()
+    sampling: SamplingConfig = SamplingConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     workers: int = Field(default=1, ge=0, description="DataLoader worker processes; 0 = decode in the main process")

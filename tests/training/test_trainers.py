@@ -9,11 +9,12 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from modops.config import CascadeConfig, SupervisedConfig
+from modops.config import CascadeConfig, SamplingConfig, SupervisedConfig
 from modops.data.datasets import MemoryReader
 from modops.models.predictor import build_predictor
 from modops.scoring.batch import score_ids
 from modops.training import TRAINERS, TrainData, get_trainer
+from modops.training.sampling import LossMemory
 
 TRAINER_NAMES = ("supervised", "mean_teacher", "ohem_cascade")
 
@@ -168,6 +169,24 @@ def test_supervised_variants_learn(update, tiny):
     assert run.result.history[-1]["val_macro_pr_auc"] >= 0.9
     ap, _ = _val_ap(run, tiny.classes)
     assert ap >= 0.9
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_loss_priority_sampling_reaches_every_trainer(name, tiny, monkeypatch):
+    recorded: list[int] = []
+    update = LossMemory.update
+
+    def spy(self, index, losses):  # noqa: ANN001, ANN202
+        recorded.extend(np.asarray(index).tolist())
+        return update(self, index, losses)
+
+    monkeypatch.setattr(LossMemory, "update", spy)
+    run = tiny.train(name, sampling=SamplingConfig(priority="loss"))
+    ap, _ = _val_ap(run, tiny.classes)
+    assert ap >= 0.9
+    # Every optimiser step fed its images' losses back to the sampler (stage 2 too, for the cascade).
+    steps = sum(h["steps"] for h in run.result.history)
+    assert len(recorded) == steps * run.cfg.batch_size
 
 
 # --- unreadable images ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from modops.training.loop import (
     fit,
     image_size_for,
     labelled_loader,
+    loss_memory,
     new_network,
     predict_loader,
     setup_runtime,
@@ -282,6 +283,7 @@ def _fit_stage2(
     y = np.asarray(data.train_y)[chosen]
     net = new_network(cfg, num_classes=k, backbone=backbone, image_size=size, runtime=runtime)
     steps = steps_per_epoch(cfg, n_train=len(ids), samples_per_epoch=cc.stage2_samples_per_epoch)
+    memory = loss_memory(cfg, n=len(ids))
 
     def batches(epoch: int) -> DataLoader:
         return labelled_loader(
@@ -295,6 +297,7 @@ def _fit_stage2(
             seed=cfg.seed + 1000 + epoch,
             runtime=runtime,
             limits=data.decode_limits,
+            memory=memory,
         )
 
     return fit(
@@ -309,6 +312,7 @@ def _fit_stage2(
         phase="stage2",
         progress=progress,
         budget_s=budget_s,
+        memory=memory,
     )
 
 

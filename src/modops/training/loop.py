@@ -31,6 +31,7 @@ from modops.runtime import Runtime, resolve_runtime
 from modops.training.base import Progress, TrainData
 from modops.training.losses import LossFn
 from modops.training.pace import Pacer
+from modops.training.sampling import LossMemory, PrioritySampler
 
 __all__ = [
     "setup_runtime",
@@ -79,6 +80,11 @@ def new_network(cfg: TrainConfig, *, num_classes: int, backbone: str, image_size
     return net.to(runtime.device, memory_format=torch.channels_last)
 
 
+def loss_memory(cfg: TrainConfig, *, n: int) -> LossMemory | None:
+    """A per-image loss memory for ``n`` training images when ``train.sampling.priority`` is ``loss``."""
+    return LossMemory(n, decay=cfg.sampling.decay) if cfg.sampling.priority == "loss" else None
+
+
 def labelled_loader(
     reader: ImageReader,
     ids: Sequence[str],
@@ -91,13 +97,29 @@ def labelled_loader(
     seed: int,
     runtime: Runtime,
     limits: DecodeLimits,
+    memory: LossMemory | None = None,
 ) -> DataLoader:
     """Augmented training batches: ``samples`` draws, class-balanced (capped) or uniform.
 
-    Images are decoded under ``limits`` (the ingest limits); one outside them comes as ``ok=False``.
+    With a loss ``memory`` (``train.sampling.priority: loss``) images within a class are drawn
+    by their recent loss (:class:`modops.training.sampling.PrioritySampler`). Images are
+    decoded under ``limits`` (the ingest limits); one outside them comes as ``ok=False``.
     """
     dataset = StoreDataset(reader, ids, y, transform=TrainPreset(image_size, augment=cfg.augment, limits=limits))
-    if cfg.imbalance == "balanced_sampler":
+    if memory is not None:
+        balanced = cfg.imbalance == "balanced_sampler"
+        weight = class_weights(y, num_classes=num_classes, cap=cfg.max_positive_weight if balanced else 1.0)
+        sampler = PrioritySampler(
+            y,
+            class_weight=weight,
+            memory=memory,
+            num_samples=samples,
+            mix=cfg.sampling.mix,
+            max_ratio=cfg.sampling.max_ratio,
+            seed=seed,
+            chunk=cfg.batch_size,
+        )
+    elif cfg.imbalance == "balanced_sampler":
         sampler = balanced_sampler(
             y, num_classes=num_classes, cap=cfg.max_positive_weight, num_samples=samples, seed=seed
         )
@@ -272,6 +294,14 @@ def steps_per_epoch(cfg: TrainConfig, *, n_train: int, samples_per_epoch: int | 
     return max(1, math.ceil((n or n_train) / cfg.batch_size))
 
 
+def remember_losses(memory: LossMemory | None, batch: Batch, logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Record the cross-entropy of ``logits`` [B_ok, C] vs ``y`` [B_ok] for the batch's readable images."""
+    if memory is None:
+        return
+    per_sample = F.cross_entropy(logits.detach().float(), y, reduction="none")
+    memory.update(batch.index[batch.ok].numpy(), per_sample.cpu().numpy())
+
+
 def train_step(
     net: nn.Module,
     batch: Batch,
@@ -281,8 +311,12 @@ def train_step(
     runtime: Runtime,
     jitter: float,
     generator: torch.Generator,
+    memory: LossMemory | None = None,
 ) -> tuple[torch.Tensor, int] | None:
-    """One optimiser step on a batch's readable images; returns (loss, images) or None if none were readable."""
+    """One optimiser step on a batch's readable images; returns (loss, images) or None if none were readable.
+
+    With a loss ``memory``, each image's cross-entropy is recorded under its dataset position.
+    """
     if not batch.ok.any():
         return None
     x = inputs(batch.images[batch.ok], runtime, jitter=jitter, generator=generator)
@@ -290,6 +324,7 @@ def train_step(
     with runtime.autocast():
         logits = net(x)
     loss = loss_fn(logits.float(), y, opt.steps / opt.total_steps)
+    remember_losses(memory, batch, logits, y)
     opt.step(loss)
     return loss, len(y)
 
@@ -307,6 +342,7 @@ def fit(
     phase: str,
     progress: Progress | None = None,
     budget_s: float | None = None,
+    memory: LossMemory | None = None,
 ) -> FitResult:
     """Train ``net`` for ``epochs`` x ``steps`` supervised steps; keep the best epoch by validation.
 
@@ -319,6 +355,7 @@ def fit(
         budget_s: Wall-clock budget of this call; when the planned steps would overrun it,
             every epoch is shortened evenly and the schedule resized (``modops.training.pace``).
             ``batches(epoch)`` may then yield more batches than are used.
+        memory: Per-image loss memory that the steps update (loss-prioritised sampling).
     """
     opt = Optimizer(net.parameters(), cfg=cfg, total_steps=epochs * steps, runtime=runtime)
     pacer = Pacer(budget_s, epochs=epochs, steps=steps)
@@ -333,7 +370,14 @@ def fit(
                 break
             skipped += int((~batch.ok).sum())
             stepped = train_step(
-                net, batch, opt=opt, loss_fn=loss_fn, runtime=runtime, jitter=cfg.augment.color_jitter, generator=jitter
+                net,
+                batch,
+                opt=opt,
+                loss_fn=loss_fn,
+                runtime=runtime,
+                jitter=cfg.augment.color_jitter,
+                generator=jitter,
+                memory=memory,
             )
             done = step
             pace_step(pacer, opt, epoch=epoch, step=step)

@@ -37,16 +37,19 @@ from modops.training.loop import (
     image_size_for,
     inputs,
     labelled_loader,
+    loss_memory,
     new_network,
     pace_epoch,
     pace_step,
     predict_loader,
+    remember_losses,
     setup_runtime,
     steps_per_epoch,
     val_loader,
     val_stats,
 )
 from modops.training.pace import Pacer
+from modops.training.sampling import LossMemory
 
 __all__ = ["ema_update", "sigmoid_rampup", "consistency_loss", "train_mean_teacher"]
 
@@ -131,6 +134,7 @@ def train_mean_teacher(
     pacer = Pacer(budget_left(cfg, start=start), epochs=cfg.epochs, steps=steps)
     jitter = torch.Generator().manual_seed(cfg.seed)
     val = val_loader(data, image_size=size, cfg=cfg)
+    memory = loss_memory(cfg, n=len(data.train_ids))
     best, history, samples, skipped = BestKeeper(), [], 0, 0
     for epoch in range(1, cfg.epochs + 1):
         t0, done = time.perf_counter(), 0
@@ -148,6 +152,7 @@ def train_mean_teacher(
             seed=cfg.seed + epoch,
             runtime=runtime,
             limits=data.decode_limits,
+            memory=memory,
         )
         for step, batch in enumerate(labelled, start=1):
             if step > pacer.steps:  # shortened to fit train.max_minutes
@@ -172,6 +177,7 @@ def train_mean_teacher(
                 cons_weight=mt.consistency_weight * ramp,
                 jitter=cfg.augment.color_jitter,
                 generator=jitter,
+                memory=memory,
             )
             opt.step(losses["loss"])
             pace_step(pacer, opt, epoch=epoch, step=step)
@@ -225,8 +231,12 @@ def _step(
     cons_weight: float,
     jitter: float,
     generator: torch.Generator,
+    memory: LossMemory | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One mean-teacher step's losses: classification on labelled, consistency on unlabelled views."""
+    """One mean-teacher step's losses: classification on labelled, consistency on unlabelled views.
+
+    With a loss ``memory``, the labelled images' cross-entropies are recorded under their positions.
+    """
     j = {"jitter": jitter, "generator": generator}
     x_l, y = inputs(batch.images[batch.ok], runtime, **j), batch.labels[batch.ok].to(runtime.device)
     views = ubatch.images[ubatch.ok]  # [U, 2, 3, S, S]
@@ -237,5 +247,6 @@ def _step(
             t_logits = teacher(x_t)
     logits, t_logits = logits.float(), t_logits.float()
     class_loss = F.cross_entropy(logits[: len(y)], y, weight=weight)
+    remember_losses(memory, batch, logits[: len(y)], y)
     cons = consistency_loss(logits[len(y) :], t_logits) if len(x_t) else torch.zeros((), device=runtime.device)
     return {"loss": class_loss + cons_weight * cons, "class_loss": class_loss.detach(), "consistency": cons.detach()}

@@ -18,6 +18,7 @@ from modops.training.loop import (
     fit,
     image_size_for,
     labelled_loader,
+    loss_memory,
     new_network,
     predict_loader,
     setup_runtime,
@@ -57,6 +58,7 @@ def fit_supervised(
     net = new_network(cfg, num_classes=num_classes, backbone=backbone, image_size=image_size, runtime=runtime)
     steps = steps_per_epoch(cfg, n_train=len(ids), samples_per_epoch=samples_per_epoch)
     val = val_loader(data, image_size=image_size, cfg=cfg)
+    memory = loss_memory(cfg, n=len(ids))
 
     def batches(epoch: int):  # noqa: ANN202
         return labelled_loader(
@@ -70,6 +72,7 @@ def fit_supervised(
             seed=cfg.seed + seed_offset + epoch,
             runtime=runtime,
             limits=data.decode_limits,
+            memory=memory,
         )
 
     def validate(model: nn.Module) -> dict[str, float]:
@@ -89,6 +92,7 @@ def fit_supervised(
         phase=phase,
         progress=progress,
         budget_s=budget_s,
+        memory=memory,
     )
 
 
