@@ -153,6 +153,7 @@ def make_loader(
     pin_memory: bool = False,
     drop_last: bool = False,
     prefetch: int = 2,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """A DataLoader with modops' collate, seeded, with bounded prefetch.
 
@@ -167,6 +168,7 @@ def make_loader(
         drop_last: Drop a last, smaller batch.
         prefetch: Batches each worker prepares ahead: memory is bounded by
             ``workers * prefetch * batch_size`` decoded images.
+        collate_fn: Batch builder (default :func:`collate`, for :class:`StoreDataset` items).
     """
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -175,7 +177,7 @@ def make_loader(
         sampler=sampler,
         shuffle=shuffle if sampler is None else False,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn or collate,
         generator=gen,
         pin_memory=pin_memory,
         drop_last=drop_last,

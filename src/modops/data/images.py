@@ -27,6 +27,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 __all__ = [
     "QUARANTINE_REASONS",
+    "ImageProperties",
+    "open_rgb_with_properties",
     "DecodeLimits",
     "DecodedImage",
     "FileTooLargeError",
@@ -214,6 +216,45 @@ def decode_image(data: bytes, *, limits: DecodeLimits, min_side: int) -> Decoded
         return DecodedImage(width=width, height=height, format=img.format.upper(), phash=str(imagehash.phash(img)))
 
 
+@dataclass(frozen=True)
+class ImageProperties:
+    """What the bytes say about an image before any resizing.
+
+    Attributes:
+        width: Width in pixels, as stored.
+        height: Height in pixels, as stored.
+        format: PIL format name, e.g. ``"JPEG"``.
+        nbytes: Size of the encoded file in bytes.
+    """
+
+    width: int
+    height: int
+    format: str
+    nbytes: int
+
+
+def open_rgb_with_properties(
+    data: bytes, *, draft_size: int | None = None, limits: DecodeLimits | None = None, min_side: int = 1
+) -> tuple[Image.Image, ImageProperties]:
+    """:func:`open_rgb` that also returns the stored size and format, and refuses tiny images.
+
+    Raises:
+        QuarantineError: With the reason the bytes cannot be decoded (``too_small`` when a side
+            is shorter than ``min_side``); nothing else.
+    """
+    limits = limits or DecodeLimits()
+    _refuse_truncated_loading()
+    with _decoder_boundary():
+        img = _open_checked(data, limits)
+        props = ImageProperties(img.size[0], img.size[1], (img.format or "").upper(), len(data))
+        if min(img.size) < min_side:
+            raise QuarantineError("too_small", f"{img.size[0]}x{img.size[1]}, min side {min_side}")
+        if draft_size is not None and img.format == "JPEG":
+            img.draft("RGB", (draft_size, draft_size))
+        _load_fully(img)
+        return _to_rgb(img), props
+
+
 def open_rgb(data: bytes, *, draft_size: int | None = None, limits: DecodeLimits | None = None) -> Image.Image:
     """Decode image bytes to an RGB image (alpha composited on white), within ``limits``.
 
@@ -234,14 +275,7 @@ def open_rgb(data: bytes, *, draft_size: int | None = None, limits: DecodeLimits
     Raises:
         QuarantineError: With the reason the bytes cannot be decoded; nothing else.
     """
-    limits = limits or DecodeLimits()
-    _refuse_truncated_loading()
-    with _decoder_boundary():
-        img = _open_checked(data, limits)
-        if draft_size is not None and img.format == "JPEG":
-            img.draft("RGB", (draft_size, draft_size))
-        _load_fully(img)
-        return _to_rgb(img)
+    return open_rgb_with_properties(data, draft_size=draft_size, limits=limits)[0]
 
 
 @contextmanager

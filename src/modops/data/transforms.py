@@ -88,13 +88,20 @@ class EvalPreset:
 
     def image(self, data: bytes) -> Image.Image:
         """Decode and resize to an RGB PIL image of ``image_size`` squared."""
-        img = open_rgb(data, draft_size=self.image_size, limits=self.limits)
+        return self.fit(open_rgb(data, draft_size=self.image_size, limits=self.limits))
+
+    def fit(self, img: Image.Image) -> Image.Image:
+        """Resize a decoded RGB image to ``image_size`` squared (letterbox or stretch)."""
         if self.resize == "stretch":
             return img.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return letterbox(img, image_size=self.image_size)
 
     def __call__(self, data: bytes) -> torch.Tensor:
         return _to_tensor(self.image(data))
+
+    def tensor(self, img: Image.Image) -> torch.Tensor:
+        """A decoded RGB image -> uint8 [3, S, S]."""
+        return _to_tensor(self.fit(img))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ class Predictor(Protocol):
         """Embeddings float32 [N, D]: the pooled feature layer of the first member."""
         ...
 
+    def predict_and_embed(self, images: torch.Tensor) -> tuple[Prediction, np.ndarray]:
+        """:meth:`predict` and :meth:`embed` with one forward pass of the first member."""
+        ...
+
     @property
     def members(self) -> list:
         """The networks with their input sizes and backbones, stage 1 first."""
@@ -256,8 +260,14 @@ class Cascade:
         return [self.stage1, self.stage2]
 
     def predict(self, images: torch.Tensor) -> Prediction:
-        p1 = self.stage1.probs(images, spec=self.spec, runtime=self.runtime)
+        return self._combine(images, self.stage1.probs(images, spec=self.spec, runtime=self.runtime))
 
+    def predict_and_embed(self, images: torch.Tensor) -> tuple[Prediction, np.ndarray]:
+        """:meth:`predict` and stage 1's embeddings [N, D], with one stage-1 forward pass."""
+        p1, emb = self.stage1.probs_and_embeddings(images, spec=self.spec, runtime=self.runtime)
+        return self._combine(images, p1), emb
+
+    def _combine(self, images: torch.Tensor, p1: torch.Tensor) -> Prediction:
         def second(mask: torch.Tensor) -> torch.Tensor:
             return self.stage2.probs(images[mask.cpu()], spec=self.spec, runtime=self.runtime)
 
