@@ -20,7 +20,8 @@ from modops.config import ConfigError, load_settings
 
 app = typer.Typer(
     name="modops",
-    help="modops: image-moderation MLOps. Stages: ingest, validate, cold-start, split, train, evaluate, register.",
+    help="modops: image-moderation MLOps. Stages: ingest, validate, cold-start, split, train, evaluate, register; "
+    "then score and drift.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -279,6 +280,29 @@ def register(
         train_metrics_path=train_metrics,
         reporter=_reporter(),
     )
+
+
+@app.command()
+@handle_errors
+def score(
+    source: Annotated[
+        str | None, typer.Argument(help="folder or s3://bucket/prefix of the day's uploads (default: score.source)")
+    ] = None,
+    day: Annotated[str, typer.Option("--day", help="the day scored, YYYY-MM-DD (the partition's key)")] = ...,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
+    ] = None,
+    params: PARAMS = Path("params.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the day's summary as JSON")] = False,
+) -> None:
+    """Score one day's uploads with the champion into the prediction log (no labels file needed)."""
+    from modops.stages import score_stage
+
+    summary = score_stage(
+        source, day=day, params_path=params, settings=load_settings(), log_dir=log_dir, reporter=_reporter()
+    )
+    if as_json:
+        print(json.dumps(summary))
 
 
 @app.command("run-dag")

@@ -39,6 +39,7 @@ __all__ = [
     "EvaluateConfig",
     "CategoryFloors",
     "GateConfig",
+    "ScoreConfig",
     "Settings",
     "load_params",
     "load_section",
@@ -447,6 +448,35 @@ class ColdStartConfig(_Section):
     seed: int = 0
 
 
+class ScoreConfig(_Section):
+    """Daily batch scoring of uploads with the champion (``modops score``, the scoring DAG).
+
+    Attributes:
+        source: Where a day's uploads are: a folder or ``s3://bucket/prefix``; ``{day}`` is
+            replaced by the day (``YYYY-MM-DD``). The DAG reads it; ``modops score SOURCE`` overrides it.
+        min_side: Shorter images are quarantined (``too_small``), as at ingest.
+        batch_size: Images per forward pass.
+        workers: DataLoader decoding workers (0 = in the main process).
+        embedding_dims: Width of the embedding projection logged per image (for embedding drift).
+        seed: Seed of that projection: keep it fixed, or the reference and days stop comparing.
+        device: auto | cpu | cuda.
+        precision: auto (bf16 autocast where the CPU has it, AMP on CUDA) | fp32 | bf16 | fp16.
+    """
+
+    source: str = "data/uploads/{day}"
+    min_side: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    workers: int = Field(default=1, ge=0)
+    embedding_dims: int = Field(default=32, ge=2, le=512)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+    def source_for(self, day: str) -> str:
+        """The day's source: ``source`` with ``{day}`` filled in."""
+        return self.source.replace("{day}", day)
+
+
 class CategoryFloors(_Section):
     """One category's own promotion floors (unset ones fall back to the gate's global floors)."""
 
@@ -508,6 +538,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "gate": GateConfig,
+    "score": ScoreConfig,
 }
 
 S = TypeVar("S", bound=_Section)
@@ -660,6 +691,21 @@ class Settings(_Section):
     @property
     def airflow_home(self) -> Path:
         return (self.state_dir / "airflow").resolve()
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """The prediction log: one partition per scored day and model version."""
+        return (self.state_dir / "predictions").resolve()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Registered model folders downloaded for scoring, one per version."""
+        return (self.state_dir / "models").resolve()
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Drift reports, verdicts and the Evidently workspace."""
+        return (self.state_dir / "monitoring").resolve()
 
 
 #: Environment that keeps the tools modops drives offline and quiet (no network here, and

@@ -27,6 +27,7 @@ __all__ = [
     "train_stage",
     "evaluate_stage",
     "register_stage",
+    "score_stage",
 ]
 
 
@@ -871,3 +872,97 @@ def labels_import_stage(export: Path, labels_dir: Path, *, source: str, round_: 
     events = events_from_frame(frame, source=source, who="who", when="when", round=round_)
     batch = LabelStore(labels_dir).append(events, source_name=source, allowed_labels=labels.all)
     return {"imported": 0 if batch is None else batch.n_events, "batch": None if batch is None else batch.name}
+
+
+def _champion_predictor(settings: Settings, *, device: str, precision: str):  # noqa: ANN202
+    """``(version, predictor)`` of the champion, its folder cached per version in the state folder."""
+    from modops.models.predictor import load_predictor
+    from modops.registry.promotion import champion_model_dir
+    from modops.registry.tracking import configure_mlflow
+    from modops.runtime import resolve_runtime
+
+    configure_mlflow(settings)
+    version, model_dir = champion_model_dir(settings.model_name, cache_dir=settings.model_cache_dir)
+    return version, load_predictor(model_dir, runtime=resolve_runtime(device, precision))
+
+
+def score_stage(
+    source: str | None,
+    *,
+    day: str,
+    params_path: Path,
+    settings: Settings,
+    log_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Score one day's uploads with the champion into the prediction log; returns the day's summary.
+
+    ``source`` is a folder or ``s3://`` prefix (default: ``score.source`` with ``{day}`` filled
+    in); no labels file is needed. Every file is scored or quarantined with its reason. The
+    partition (``day=D/model_version=V``) is rewritten whole, so re-running a day is idempotent.
+    """
+    from modops.data.sources import list_source
+    from modops.scoring.daily import parse_day, score_uploads, write_partition
+    from modops.scoring.uploads import SourceReader
+
+    rep = reporter or NullReporter()
+    cfg = load_section(load_params(params_path), "score")
+    day = parse_day(day).isoformat()
+    source = source or cfg.source_for(day)
+    try:
+        items = list_source(source, s3_endpoint_url=settings.s3_endpoint_url)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"the uploads of {day} are not there: source folder not found: {source} "
+            "(pass SOURCE, or set score.source in params.yaml; {day} is replaced by the day)"
+        ) from None
+    version, predictor = _champion_predictor(settings, device=cfg.device, precision=cfg.precision)
+    reader = SourceReader(
+        source, max_bytes=predictor.spec.decode_limits.max_bytes, s3_endpoint_url=settings.s3_endpoint_url
+    )
+    with rep.task(f"score {day}", total=len(items)) as advance:
+        scored = score_uploads(
+            predictor,
+            reader,
+            [i.uri for i in items],
+            uris=[i.rel for i in items],
+            min_side=cfg.min_side,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            embedding_dims=cfg.embedding_dims,
+            seed=cfg.seed,
+            progress=advance,
+        )
+    out = write_partition(
+        log_dir or settings.prediction_log_dir,
+        scored,
+        day=day,
+        model_version=version,
+        extra={"model_name": settings.model_name},
+    )
+    summary = _score_summary(scored, day=day, version=version, source=source, partition=out, spec=predictor.spec)
+    _write_json(out / "summary.json", summary)
+    rep.log(
+        f"score {day}: {summary['scored']} scored, {summary['quarantined']} quarantined, "
+        f"{summary['flagged']} flagged by {settings.model_name} v{version} -> {out}"
+    )
+    return summary
+
+
+def _score_summary(scored, *, day: str, version: str, source: str, partition: Path, spec) -> dict:  # noqa: ANN001
+    p, q = scored.predictions, scored.quarantine
+    categories = list(spec.classes[1:])
+    return {
+        "day": day,
+        "model_version": version,
+        "source": source,
+        "partition": str(partition),
+        "files": len(p) + len(q),
+        "scored": len(p),
+        "quarantined": len(q),
+        "quarantine_reasons": {str(k): int(v) for k, v in q["reason"].value_counts().sort_index().items()},
+        "flagged": int(p["flagged"].sum()),
+        "flagged_by_category": {c: int(p[f"flag_{c}"].sum()) for c in categories},
+        "flag_rate": float(p["flagged"].mean()) if len(p) else 0.0,
+        "thresholds": {c: spec.thresholds.get(c) for c in categories},
+    }

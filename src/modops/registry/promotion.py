@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from modops.models.io import ModelSpec, read_spec
 from modops.registry.audit import read_audit, record_event
-from modops.registry.errors import PromotionError, RegistryError
+from modops.registry.errors import ModelNotRegistered, PromotionError, RegistryError
 
 __all__ = [
     "CHALLENGER",
@@ -112,6 +112,41 @@ def champion_version(name: str, *, client: MlflowClient | None = None):  # noqa:
 def challenger_version(name: str, *, client: MlflowClient | None = None):  # noqa: ANN201
     """The ModelVersion behind alias ``challenger`` (the latest candidate), or None."""
     return _alias_version(name, CHALLENGER, client or MlflowClient())
+
+
+def cached_model_dir(name: str, version: str, *, cache_dir: Path) -> Path:
+    """A registered version's model folder, downloaded once into ``cache_dir/NAME/VERSION``.
+
+    A version's artifacts never change, so the cache is keyed by version; the download goes to
+    a temporary folder that is renamed, so a killed download is never taken for a model.
+    """
+    final = cache_dir / name / str(version)
+    if not (final / "model.json").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{version}.") as tmp:
+            model_dir = download_model_dir(name, str(version), Path(tmp) / "dl")
+            staged = Path(tmp) / "model"
+            shutil.copytree(model_dir, staged)
+            shutil.rmtree(final, ignore_errors=True)
+            staged.rename(final)
+    return final
+
+
+def champion_model_dir(name: str, *, cache_dir: Path) -> tuple[str, Path]:
+    """``(version, model folder)`` of the model behind ``champion``.
+
+    Raises:
+        ModelNotRegistered: When there is no champion yet (with what to do about it).
+        RegistryError: When the registry cannot be read.
+    """
+    champ = champion_version(name)
+    if champ is None:
+        raise ModelNotRegistered(
+            f"registered model '{name}' has no champion yet: `modops champion` says whether a candidate was "
+            "refused and why; train one with `make demo`, or promote a version with "
+            '`modops promote N --reason "..."`'
+        )
+    return str(champ.version), cached_model_dir(name, str(champ.version), cache_dir=cache_dir)
 
 
 def download_model_dir(name: str, version: str, dst: Path) -> Path:

@@ -1,0 +1,98 @@
+"""`modops score`: the champion scores a day's upload folder into the prediction log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from modops.cli import app
+from modops.config import load_settings
+from modops.models import MemberSpec, ModelSpec, create_model, save_members
+from modops.registry.promotion import register_candidate
+from modops.registry.tracking import configure_mlflow
+from tests.conftest import REPO, image_bytes
+
+CLASSES = ("clean", "promo_spam", "disgusting", "weapon")
+
+
+def register_champion(tmp_path: Path, *, seed: int = 0, sha: str = "a" * 64) -> str:
+    """Register a tiny random model under MODOPS_MODEL_NAME and make it champion; returns its version."""
+    torch.manual_seed(seed)
+    d = tmp_path / f"model{seed}"
+    spec = ModelSpec(CLASSES, (MemberSpec("model", "cnn_small", 32),))
+    save_members({"model": create_model("cnn_small", num_classes=len(CLASSES))}, spec, d)
+    configure_mlflow(load_settings())
+    reg = register_candidate(
+        d,
+        eval_dir=None,
+        name=load_settings().model_name,
+        thresholds={"promo_spam": 0.3, "disgusting": 0.3, "weapon": 0.3},
+        weights_sha=sha,
+        passed=True,
+        reasons=("test",),
+        tags={},
+        metrics={},
+    )
+    return str(reg.version)
+
+
+@pytest.fixture
+def day_folder(tmp_path: Path) -> Path:
+    day = tmp_path / "uploads" / "2026-12-01"
+    day.mkdir(parents=True)
+    for i in range(5):
+        (day / f"u{i}.jpg").write_bytes(image_bytes(i, size=(40 + i, 30)))
+    (day / "bad.jpg").write_bytes(b"\xff\xd8 not really")
+    return day
+
+
+def _score(*args: str):  # noqa: ANN202
+    return CliRunner().invoke(app, ["score", *args, "--params", str(REPO / "params.yaml")])
+
+
+def test_score_writes_the_day_and_rewrites_it_identically(tmp_path, day_folder, monkeypatch):
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "score-test")
+    version = register_champion(tmp_path)
+    log = tmp_path / "log"
+    result = _score(str(day_folder), "--day", "2026-12-01", "--log-dir", str(log), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["model_version"] == version and summary["day"] == "2026-12-01"
+    assert (summary["files"], summary["scored"], summary["quarantined"]) == (6, 5, 1)
+    part = log / "day=2026-12-01" / f"model_version={version}"
+    frame = pd.read_parquet(part / "predictions.parquet")
+    assert frame["uri"].tolist() == [f"u{i}.jpg" for i in range(5)]
+    assert (frame["model_name"] == "score-test").all()
+    assert pd.read_parquet(part / "quarantine.parquet")["uri"].tolist() == ["bad.jpg"]
+    before = {p.name: p.read_bytes() for p in part.iterdir()}
+    again = _score(str(day_folder), "--day", "2026-12-01", "--log-dir", str(log))
+    assert again.exit_code == 0, again.output
+    assert {p.name: p.read_bytes() for p in part.iterdir()} == before
+    # The model folder was downloaded once, into the state folder's cache.
+    assert (load_settings().model_cache_dir / "score-test" / version / "model.json").is_file()
+
+
+def test_score_without_a_champion_says_what_to_do(tmp_path, day_folder, monkeypatch):
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "nobody")
+    result = _score(str(day_folder), "--day", "2026-12-01")
+    assert result.exit_code == 1
+    assert "no champion" in result.output and "modops promote" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--day", "2026-02-30"], "calendar date"),
+        (["--day", "12/01/2026"], "YYYY-MM-DD"),
+        (["--day", "2026-12-01"], "source folder not found"),
+    ],
+)
+def test_score_refuses_bad_input_clearly(tmp_path, args, message):
+    result = _score(str(tmp_path / "missing"), *args)
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output
