@@ -305,6 +305,53 @@ def score(
         print(json.dumps(summary))
 
 
+@app.command()
+@handle_errors
+def drift(
+    day: Annotated[str, typer.Option("--day", help="the scored day to judge, YYYY-MM-DD")] = ...,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the verdict as JSON (top-level boolean `drift`)")
+    ] = False,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="the version that scored the day (default: champion)")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
+    ] = None,
+    splits: Annotated[Path, typer.Option("--splits", help="splits with the holdout")] = Path(
+        "data/split/splits.parquet"
+    ),
+    store: Annotated[Path, typer.Option("--store", help="the image store")] = Path("data/store"),
+    thresholds: Annotated[Path, typer.Option("--thresholds", help="alert thresholds")] = Path("monitoring/drift.yaml"),
+    workspace: Annotated[Path, typer.Option("--workspace-config", help="Evidently project and panels")] = Path(
+        "monitoring/workspace.yaml"
+    ),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Compare a scored day with the champion's holdout scores (Evidently); print the verdict."""
+    from modops.progress import Reporter
+    from modops.stages import drift_stage
+
+    class _Quiet(Reporter):
+        def log(self, message: str) -> None:
+            print(message, file=sys.stderr, flush=True)
+
+    result = drift_stage(
+        day,
+        params_path=params,
+        settings=load_settings(),
+        drift_config=thresholds,
+        workspace_config=workspace,
+        splits_path=splits,
+        store_dir=store,
+        log_dir=log_dir,
+        model_version=model_version,
+        reporter=_Quiet() if as_json else _reporter(),
+    )
+    if as_json:
+        print(json.dumps(result))
+
+
 @app.command("run-dag")
 @handle_errors
 def run_dag(

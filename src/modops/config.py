@@ -40,6 +40,9 @@ __all__ = [
     "CategoryFloors",
     "GateConfig",
     "ScoreConfig",
+    "DriftConfig",
+    "WorkspaceConfig",
+    "load_monitoring_file",
     "Settings",
     "load_params",
     "load_section",
@@ -475,6 +478,122 @@ class ScoreConfig(_Section):
     def source_for(self, day: str) -> str:
         """The day's source: ``source`` with ``{day}`` filled in."""
         return self.source.replace("{day}", day)
+
+
+class EmbeddingDriftCheck(_Section):
+    """Embedding drift (Evidently ``EmbeddingsDrift``) on the logged embedding projection.
+
+    Attributes:
+        method: ``model`` (a domain classifier's ROC AUC, drift above the threshold), ``distance``
+            (euclidean distance of the means), ``ratio`` (share of drifted components) or ``mmd``.
+        threshold: The method's drift threshold (Evidently's defaults: model 0.55, distance 0.2,
+            ratio 0.2, mmd 0.015).
+        pca_components: Components kept before the check (null = all).
+        max_rows: Rows sampled from each side (fixed seed): ``mmd`` is all-pairs.
+    """
+
+    method: Literal["model", "distance", "ratio", "mmd"] = "model"
+    threshold: float = Field(default=0.55, gt=0)
+    pca_components: int | None = Field(default=None, ge=1)
+    max_rows: int = Field(default=5000, ge=50)
+
+
+class ColumnDriftCheck(_Section):
+    """Per-column distribution drift (Evidently ``ValueDrift``): the test's status decides.
+
+    Attributes:
+        method: An Evidently stattest name (``wasserstein``, ``ks``, ``psi``, ``jensenshannon``, ...).
+        threshold: Its threshold (a distance for distance methods, a p-value for tests).
+    """
+
+    method: str = "wasserstein"
+    threshold: float = Field(default=0.1, gt=0)
+
+
+class FlagRateCheck(_Section):
+    """The change of a category's flag rate against the reference's.
+
+    Fires when the two-proportion z-test's p-value is below ``alpha`` *and* the rate moved by a
+    factor of at least ``max_ratio`` (up or down) *and* by at least ``min_abs_change``: a big,
+    significant move, not the wobble of a rare category on a small day.
+    """
+
+    alpha: float = Field(default=0.001, gt=0, lt=1)
+    max_ratio: float = Field(default=2.0, gt=1)
+    min_abs_change: float = Field(default=0.01, ge=0, le=1)
+
+
+class QualityCheck(_Section):
+    """Data quality of a scored day.
+
+    Attributes:
+        min_rows: Fewer scored images than this fires (uploads dried up, or a broken source).
+        max_quarantine_rate: Share of the day's files quarantined (unreadable, oversized, ...).
+        max_missing_share: Share of missing values in the scored rows' scores and properties.
+    """
+
+    min_rows: int = Field(default=30, ge=1)
+    max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
+    max_missing_share: float = Field(default=0.0, ge=0, le=1)
+
+
+class DriftConfig(_Section):
+    """Alert thresholds of drift monitoring (``monitoring/drift.yaml``).
+
+    A scored day is compared with the reference (the champion's scores on the holdout); the
+    day drifts when any check fires.
+    """
+
+    embedding: EmbeddingDriftCheck = EmbeddingDriftCheck()
+    scores: ColumnDriftCheck = ColumnDriftCheck()
+    properties: ColumnDriftCheck = ColumnDriftCheck()
+    property_columns: tuple[str, ...] = ("width", "height", "aspect_ratio", "brightness", "file_bytes")
+    categorical_properties: ColumnDriftCheck = ColumnDriftCheck(method="jensenshannon", threshold=0.1)
+    categorical_property_columns: tuple[str, ...] = ("format",)
+    flag_rate: FlagRateCheck = FlagRateCheck()
+    quality: QualityCheck = QualityCheck()
+    seed: int = 0
+
+
+class PanelValue(_Section):
+    """One series of a dashboard panel: an Evidently metric, filtered by its labels."""
+
+    metric: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    legend: str | None = None
+
+
+class PanelConfig(_Section):
+    """A panel of the Evidently project's dashboard."""
+
+    title: str
+    kind: Literal["line", "counter", "bar", "text"] = "line"
+    description: str | None = None
+    size: Literal["full", "half"] = "full"
+    tab: str = "Drift"
+    values: tuple[PanelValue, ...] = ()
+
+
+class WorkspaceConfig(_Section):
+    """The Evidently project each scored day is added to (``monitoring/workspace.yaml``)."""
+
+    project: str = "modops drift"
+    description: str = "Daily drift of uploads scored by the champion, against its holdout scores."
+    panels: tuple[PanelConfig, ...] = ()
+
+
+def load_monitoring_file(path: str | Path, model: type[S]) -> S:
+    """Load a monitoring YAML file (``monitoring/drift.yaml``, ``monitoring/workspace.yaml``) into ``model``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"monitoring config not found: {p} (the repository keeps it under monitoring/)")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p} must hold a mapping, got {type(raw).__name__}")
+    return parse_section(model, raw, name=p.name)
 
 
 class CategoryFloors(_Section):

@@ -28,6 +28,7 @@ __all__ = [
     "evaluate_stage",
     "register_stage",
     "score_stage",
+    "drift_stage",
 ]
 
 
@@ -966,3 +967,136 @@ def _score_summary(scored, *, day: str, version: str, source: str, partition: Pa
         "flag_rate": float(p["flagged"].mean()) if len(p) else 0.0,
         "thresholds": {c: spec.thresholds.get(c) for c in categories},
     }
+
+
+def _version_predictor(settings: Settings, version: str, *, device: str, precision: str):  # noqa: ANN202
+    from modops.models.predictor import load_predictor
+    from modops.registry.promotion import cached_model_dir
+    from modops.registry.tracking import configure_mlflow
+    from modops.runtime import resolve_runtime
+
+    configure_mlflow(settings)
+    model_dir = cached_model_dir(settings.model_name, version, cache_dir=settings.model_cache_dir)
+    return load_predictor(model_dir, runtime=resolve_runtime(device, precision))
+
+
+def _champion_version(settings: Settings) -> str:
+    from modops.registry.errors import ModelNotRegistered
+    from modops.registry.promotion import champion_version
+    from modops.registry.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    champ = champion_version(settings.model_name)
+    if champ is None:
+        raise ModelNotRegistered(
+            f"registered model '{settings.model_name}' has no champion yet; pass --model-version, "
+            "or promote one (`modops champion` says why a candidate was refused)"
+        )
+    return str(champ.version)
+
+
+def _reference(settings: Settings, version: str, *, cfg, log_dir: Path, splits_path: Path, store_dir: Path, rep):  # noqa: ANN001, ANN202
+    """The version's scores on the holdout, scored once per version and holdout (cached in the log)."""
+    from modops.data.holdout import holdout_hash
+    from modops.scoring.daily import reference_dir, score_uploads
+
+    splits = pd.read_parquet(splits_path)
+    holdout = splits.loc[splits["split"] == "holdout", ["image_id", "label"]]
+    if holdout.empty:
+        raise StageError(f"{splits_path} has no holdout rows: run the training pipeline (`make demo`) first")
+    judged_on = holdout_hash(holdout)
+    out = reference_dir(log_dir, model_version=version)
+    meta = out / "summary.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("holdout_hash") == judged_on:
+        return pd.read_parquet(out / "predictions.parquet"), judged_on
+    predictor = _version_predictor(settings, version, device=cfg.device, precision=cfg.precision)
+    ids = sorted(holdout["image_id"])
+    with rep.task(f"reference: v{version} on the holdout", total=len(ids)) as advance:
+        scored = score_uploads(
+            predictor,
+            ImageStore(store_dir),
+            ids,
+            min_side=1,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            embedding_dims=cfg.embedding_dims,
+            seed=cfg.seed,
+            progress=advance,
+        )
+    if len(scored.quarantine):
+        raise StageError(
+            f"{len(scored.quarantine)} holdout image(s) could not be read from {store_dir}; "
+            "run `modops pull` (or the training pipeline) to restore the store"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(out / "predictions.parquet", scored.predictions.assign(model_version=version))
+    _write_json(meta, {"model_version": version, "holdout_hash": judged_on, "rows": len(scored.predictions)})
+    return scored.predictions, judged_on
+
+
+def drift_stage(
+    day: str,
+    *,
+    params_path: Path,
+    settings: Settings,
+    drift_config: Path,
+    workspace_config: Path,
+    splits_path: Path,
+    store_dir: Path,
+    log_dir: Path | None = None,
+    model_version: str | None = None,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Judge a scored day against the champion's holdout scores; write the report, verdict and workspace run.
+
+    Returns the verdict (``drift``: whether any check fired), with where the report is.
+    """
+    from modops.config import DriftConfig, WorkspaceConfig, load_monitoring_file
+    from modops.monitoring.drift import judge_day
+    from modops.monitoring.workspace import add_day_run
+    from modops.scoring.daily import parse_day, read_partition
+
+    rep = reporter or NullReporter()
+    cfg = load_section(load_params(params_path), "score")
+    thresholds = load_monitoring_file(drift_config, DriftConfig)
+    ws_cfg = load_monitoring_file(workspace_config, WorkspaceConfig)
+    day = parse_day(day).isoformat()
+    log_dir = log_dir or settings.prediction_log_dir
+    version = model_version or _champion_version(settings)
+    scored = read_partition(log_dir, day=day, model_version=version)
+    reference, judged_on = _reference(
+        settings, version, cfg=cfg, log_dir=log_dir, splits_path=splits_path, store_dir=store_dir, rep=rep
+    )
+    categories = tuple(c[len("flag_") :] for c in scored.predictions.columns if c.startswith("flag_"))
+    snapshot, verdict = judge_day(
+        reference, scored, cfg=thresholds, categories=categories, day_label=day, model_version=version
+    )
+    out = settings.monitoring_dir / f"day={day}" / f"model_version={version}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {**verdict.to_dict(), "holdout_hash": judged_on, "report": None, "workspace_run": None}
+    if snapshot is not None:
+        snapshot.save_html(str(out / "report.html"))
+        result["report"] = str(out / "report.html")
+        result["workspace"] = str(settings.monitoring_dir / "workspace")
+        result["workspace_run"] = add_day_run(
+            settings.monitoring_dir / "workspace", snapshot, cfg=ws_cfg, run_name=f"{day} v{version}"
+        )
+    _write_json(out / "verdict.json", result)
+    result["verdict"] = str(out / "verdict.json")
+    rep.log(_verdict_text(result))
+    return result
+
+
+def _verdict_text(result: dict) -> str:
+    """The verdict in words: which checks fired, with values and thresholds."""
+    head = (
+        f"drift {result['day']} (v{result['model_version']}, {result['rows']} images vs "
+        f"{result['reference_rows']} reference): {'DRIFT' if result['drift'] else 'no drift'}"
+    )
+    lines = [head]
+    for c in result["checks"]:
+        if c["fired"]:
+            lines.append(f"  FIRED {c['name']}: {c['detail']}")
+    if result.get("report"):
+        lines.append(f"  report: {result['report']}")
+    return "\n".join(lines)

@@ -34,6 +34,7 @@ __all__ = [
     "score_uploads",
     "partition_dir",
     "write_partition",
+    "reference_dir",
     "read_partition",
     "parse_day",
 ]
@@ -192,6 +193,15 @@ def partition_dir(log_dir: str | Path, *, day: str | date, model_version: str) -
     if not re.fullmatch(r"[A-Za-z0-9._-]+", str(model_version)):
         raise ValueError(f"model version {model_version!r} may hold only letters, digits, '.', '_' and '-'")
     return Path(log_dir) / f"day={parse_day(day).isoformat()}" / f"model_version={model_version}"
+
+
+def reference_dir(log_dir: str | Path, *, model_version: str) -> Path:
+    """``log_dir/reference/model_version=V``: the version's scores on the holdout (drift's reference)."""
+    return (
+        partition_dir(log_dir, day="2000-01-01", model_version=model_version).parent.parent
+        / "reference"
+        / (f"model_version={model_version}")
+    )
 
 
 def write_partition(
