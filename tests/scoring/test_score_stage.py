@@ -7,38 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from modops.cli import app
 from modops.config import load_settings
-from modops.models import MemberSpec, ModelSpec, create_model, save_members
-from modops.registry.promotion import register_candidate
-from modops.registry.tracking import configure_mlflow
-from tests.conftest import REPO, image_bytes
-
-CLASSES = ("clean", "promo_spam", "disgusting", "weapon")
-
-
-def register_champion(tmp_path: Path, *, seed: int = 0, sha: str = "a" * 64) -> str:
-    """Register a tiny random model under MODOPS_MODEL_NAME and make it champion; returns its version."""
-    torch.manual_seed(seed)
-    d = tmp_path / f"model{seed}"
-    spec = ModelSpec(CLASSES, (MemberSpec("model", "cnn_small", 32),))
-    save_members({"model": create_model("cnn_small", num_classes=len(CLASSES))}, spec, d)
-    configure_mlflow(load_settings())
-    reg = register_candidate(
-        d,
-        eval_dir=None,
-        name=load_settings().model_name,
-        thresholds={"promo_spam": 0.3, "disgusting": 0.3, "weapon": 0.3},
-        weights_sha=sha,
-        passed=True,
-        reasons=("test",),
-        tags={},
-        metrics={},
-    )
-    return str(reg.version)
+from tests.conftest import REPO, image_bytes, register_champion
 
 
 @pytest.fixture
