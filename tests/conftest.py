@@ -22,7 +22,13 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Every test gets its own state folder, so no test touches the developer's .modops/."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MODOPS_STATE_DIR", str(state))
-    for key in ("MODOPS_TRACKING_URI", "MODOPS_ARTIFACT_ROOT", "MODOPS_SETTINGS_FILE", "MODOPS_MODEL_NAME"):
+    for key in (
+        "MODOPS_TRACKING_URI",
+        "MODOPS_ARTIFACT_ROOT",
+        "MODOPS_SETTINGS_FILE",
+        "MODOPS_MODEL_NAME",
+        "MODOPS_ALERT_WEBHOOK_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
 
 

@@ -777,6 +777,8 @@ class Settings(_Section):
         experiment: MLflow experiment name.
         dvc_remote: The DVC remote that pipeline outputs and the golden holdout are published
             to: a folder or ``s3://bucket/prefix``; defaults to ``dvc-remote`` in ``state_dir``.
+        alert_webhook_url: Where on-call alerts (drift, failed DAG tasks) are posted as
+            Slack-compatible JSON; None records them in the state folder only.
     """
 
     state_dir: Path = Path(".modops")
@@ -784,6 +786,7 @@ class Settings(_Section):
     artifact_root: str | None = None
     s3_endpoint_url: str | None = None
     model_name: str = "modops-moderation"
+    alert_webhook_url: str | None = None
     experiment: str = "modops"
     dvc_remote: str | None = None
 
