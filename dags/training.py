@@ -44,7 +44,8 @@ order. The task log shows DVC's full output.
   project folder, then trigger the DAG so the rest follows.
 - Only one run at a time (`max_active_runs=1`): two runs would write the same DVC outputs.
 - A failed task is retried once after a minute (transient failures: storage, database locks); a
-  failure that repeats is real, so read the task log, whose last lines are DVC's error.
+  failure that repeats is real, so read the task log, whose last lines are DVC's error. The
+  final failure pages on-call (`MODOPS_ALERT_WEBHOOK_URL`, Slack-compatible JSON).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from datetime import timedelta
 
 from airflow.sdk import chain, dag, task
 
+from modops.monitoring.notify import OnCallFailureNotifier
 from modops.orchestration import TASKS, publish_outputs, run_stage, task_report
 
 _DISPLAY = {
@@ -99,6 +101,7 @@ def publish() -> dict[str, object]:
         # Generous: a CPU-only training box is slow, but a hung stage must not hold the
         # single run slot forever.
         "execution_timeout": timedelta(hours=6),
+        "on_failure_callback": OnCallFailureNotifier(),  # pages on-call after the last retry
     },
 )
 def modops_training() -> None:

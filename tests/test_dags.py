@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modops.orchestration import STAGES, TASKS
+from modops.orchestration import DRIFT_ASSET, STAGES, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
@@ -80,12 +80,17 @@ for dag_id, dag in bag.dags.items():
         "doc_md": dag.doc_md or "",
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
+        "schedule": str(getattr(dag, "schedule", None)),
         "tasks": [
             {
                 "task_id": t.task_id,
                 "owner": t.owner,
                 "retries": t.retries,
                 "upstream": sorted(t.upstream_task_ids),
+                "outlets": sorted(getattr(o, "name", str(o)) for o in (t.outlets or [])),
+                "failure_callbacks": [type(c).__name__ for c in (t.on_failure_callback or [])]
+                if isinstance(t.on_failure_callback, list)
+                else [type(t.on_failure_callback).__name__] if t.on_failure_callback else [],
             }
             for t in dag.topological_sort()
         ],
@@ -167,6 +172,9 @@ def test_every_dag_follows_house_rules(probe: dict) -> None:
         for t in dag["tasks"]:
             assert t["owner"] and t["owner"] != "airflow", f"{dag_id}.{t['task_id']}: set an owner"
             assert t["retries"] >= 1, f"{dag_id}.{t['task_id']}: set retries >= 1"
+            assert "OnCallFailureNotifier" in t["failure_callbacks"], (
+                f"{dag_id}.{t['task_id']}: page on-call on failure"
+            )
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -204,3 +212,15 @@ def test_stages_exist_in_dvc_yaml() -> None:
     assert not missing, textwrap.dedent(f"""
         dvc.yaml lacks stages {missing} that the training DAG runs; it has {stages}.
         Keep modops.orchestration.STAGES and dvc.yaml in step.""")
+
+
+def test_scoring_dag_scores_judges_and_alerts_only_on_drift(probe: dict) -> None:
+    dag = probe["dags"]["modops_scoring"]
+    assert dag["schedule"] == "@daily" and dag["catchup"] is False
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert list(tasks) == ["score", "drift", "drifted", "alert"]
+    assert tasks["drift"]["upstream"] == ["score"]
+    # The alert (and the asset event) waits for the short-circuit: a quiet day emits nothing.
+    assert "drifted" in tasks["alert"]["upstream"]
+    assert tasks["alert"]["outlets"] == [DRIFT_ASSET]
+    assert [t for t, v in tasks.items() if v["outlets"]] == ["alert"]

@@ -47,6 +47,9 @@ __all__ = [
     "run_airflow",
     "task_report",
     "run_stage",
+    "DRIFT_ASSET",
+    "score_day",
+    "judge_drift",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ STAGES: tuple[str, ...] = ("ingest", "validate", "cold_start", "split", "train",
 #: The training DAG's tasks: the stages, plus ``publish`` (push outputs and the frozen holdout
 #: to the DVC remote) right after the holdout is frozen, before anything is judged on it.
 TASKS: tuple[str, ...] = (*STAGES[:4], "publish", *STAGES[4:])
+
+#: The asset a drifted day emits an event on; the relabel DAG is scheduled on it.
+DRIFT_ASSET = "modops_drift"
 
 _TAIL_LINES = 40
 _DB_STAMP = ".modops-db-stamp.json"
@@ -619,3 +625,58 @@ def _sqlite_revision(db_file: Path) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+def _in_project(root: Path, path: str) -> str:
+    """A local path from params (relative to the project folder) made absolute; s3:// left alone."""
+    if path.startswith("s3://") or Path(path).is_absolute():
+        return path
+    return str(root / path)
+
+
+def score_day(day: str, *, source: str | None = None, project: Path | None = None) -> dict[str, Any]:
+    """The scoring DAG's ``score`` task: the champion scores ``day``'s uploads (``modops score``).
+
+    Idempotent: the day's partition for the champion's version is rewritten whole.
+    """
+    from modops.config import load_params, load_section, load_settings
+    from modops.stages import score_stage
+
+    root = project_dir() if project is None else Path(project).resolve()
+    params = root / "params.yaml"
+    cfg = load_section(load_params(params), "score")
+    src = _in_project(root, source or cfg.source_for(day))
+    summary = score_stage(src, day=day, params_path=params, settings=load_settings())
+    log.info(
+        "%s %s",
+        STAGE_MARK,
+        json.dumps(
+            {
+                "task": "score",
+                "figure": f"{summary['scored']} scored, "
+                f"{summary['quarantined']} quarantined, {summary['flagged']} flagged (v{summary['model_version']})",
+            }
+        ),
+    )
+    return summary
+
+
+def judge_drift(day: str, *, model_version: str, project: Path | None = None) -> dict[str, Any]:
+    """The scoring DAG's ``drift`` task: the day against the champion's holdout scores (``modops drift``)."""
+    from modops.config import load_settings
+    from modops.stages import drift_stage
+
+    root = project_dir() if project is None else Path(project).resolve()
+    verdict = drift_stage(
+        day,
+        params_path=root / "params.yaml",
+        settings=load_settings(),
+        drift_config=root / "monitoring" / "drift.yaml",
+        workspace_config=root / "monitoring" / "workspace.yaml",
+        splits_path=root / "data" / "split" / "splits.parquet",
+        store_dir=root / "data" / "store",
+        model_version=model_version,
+    )
+    figure = "DRIFT: " + ", ".join(verdict["fired"]) if verdict["drift"] else "no drift"
+    log.info("%s %s", STAGE_MARK, json.dumps({"task": "drift", "figure": figure}))
+    return verdict
