@@ -352,6 +352,39 @@ def drift(
         print(json.dumps(result))
 
 
+@app.command()
+@handle_errors
+def select(
+    day: Annotated[str, typer.Option("--day", help="the scored day to select from, YYYY-MM-DD")] = ...,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="confidence_band | entropy | random (default: select.strategy)")
+    ] = None,
+    budget: Annotated[int | None, typer.Option("--budget", help="images to select (default: select.budget)")] = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="the version that scored the day (default: champion)")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="where the review batch is written")] = None,
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Choose a scored day's images for review (active learning); export Label Studio tasks and CSV."""
+    from modops.stages import select_stage
+
+    select_stage(
+        day,
+        params_path=params,
+        settings=load_settings(),
+        log_dir=log_dir,
+        out_dir=out,
+        model_version=model_version,
+        strategy=strategy,
+        budget=budget,
+        reporter=_reporter(),
+    )
+
+
 @app.command("run-dag")
 @handle_errors
 def run_dag(

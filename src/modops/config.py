@@ -40,6 +40,7 @@ __all__ = [
     "CategoryFloors",
     "GateConfig",
     "ScoreConfig",
+    "SelectConfig",
     "DriftConfig",
     "WorkspaceConfig",
     "load_monitoring_file",
@@ -480,6 +481,37 @@ class ScoreConfig(_Section):
         return self.source.replace("{day}", day)
 
 
+class SelectConfig(_Section):
+    """Active-learning selection of a scored day for review (``modops select``, the relabel round).
+
+    Attributes:
+        strategy: A key of :data:`modops.active.selection.SELECTORS` (``confidence_band``,
+            ``entropy``, ``random``).
+        budget: Images per round: what reviewers will label.
+        low: Lower edge of the confidence band (``confidence_band``).
+        high: Upper edge of the confidence band.
+        diversity: Spread the batch over the embedding space (k-center greedy).
+        pool_factor: Candidates per selected image that diversity chooses from.
+        seed: Seed of ``random``.
+        image_url_prefix: Prefix of the image URLs in the Label Studio tasks (local files storage).
+    """
+
+    strategy: str = "confidence_band"
+    budget: int = Field(default=200, ge=1)
+    low: float = Field(default=0.2, ge=0, lt=1)
+    high: float = Field(default=0.8, gt=0, le=1)
+    diversity: bool = True
+    pool_factor: int = Field(default=4, ge=1)
+    seed: int = 0
+    image_url_prefix: str = "/data/local-files/?d="
+
+    @model_validator(mode="after")
+    def _band(self) -> SelectConfig:
+        if self.low >= self.high:
+            raise ValueError(f"select.low must be below select.high, got [{self.low}, {self.high}]")
+        return self
+
+
 class EmbeddingDriftCheck(_Section):
     """Embedding drift (Evidently ``EmbeddingsDrift``) on the logged embedding projection.
 
@@ -658,6 +690,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "evaluate": EvaluateConfig,
     "gate": GateConfig,
     "score": ScoreConfig,
+    "select": SelectConfig,
 }
 
 S = TypeVar("S", bound=_Section)

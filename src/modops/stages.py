@@ -29,6 +29,7 @@ __all__ = [
     "register_stage",
     "score_stage",
     "drift_stage",
+    "select_stage",
 ]
 
 
@@ -1100,3 +1101,102 @@ def _verdict_text(result: dict) -> str:
     if result.get("report"):
         lines.append(f"  report: {result['report']}")
     return "\n".join(lines)
+
+
+def _upload_url(source: str, uri: str, *, prefix: str) -> str:
+    """Where reviewers' Label Studio finds an upload: its s3:// URL, or a local-files URL.
+
+    A local source is given relative to the folder Label Studio serves (its document root,
+    the project folder here); an absolute one outside it by the source folder's name.
+    """
+    from modops.active.labelstudio import local_files_url
+
+    if source.startswith("s3://"):
+        return f"{source.rstrip('/')}/{uri}"
+    path = Path(source) / uri
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            path = Path(Path(source).name) / uri
+    return local_files_url(path.as_posix(), prefix=prefix)
+
+
+def select_stage(
+    day: str,
+    *,
+    params_path: Path,
+    settings: Settings,
+    log_dir: Path | None = None,
+    out_dir: Path | None = None,
+    model_version: str | None = None,
+    strategy: str | None = None,
+    budget: int | None = None,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Choose a scored day's images for review and export them (Label Studio JSON and CSV).
+
+    Writes ``tasks.json`` (Label Studio import, the model's scores as pre-annotations),
+    ``labeling_config.xml``, ``candidates.csv`` and ``selection.parquet`` to ``out_dir``
+    (default ``relabel/day=D/model_version=V`` in the state folder); returns a summary.
+    """
+    from modops.active.labelstudio import export_csv, import_tasks, labeling_config
+    from modops.active.selection import select
+    from modops.scoring.daily import parse_day, partition_dir, read_partition
+
+    rep = reporter or NullReporter()
+    cfg = load_section(load_params(params_path), "select")
+    day = parse_day(day).isoformat()
+    log_dir = log_dir or settings.prediction_log_dir
+    version = model_version or _champion_version(settings)
+    scored = read_partition(log_dir, day=day, model_version=version).predictions
+    source = json.loads((partition_dir(log_dir, day=day, model_version=version) / "summary.json").read_text())["source"]
+    p_cols = [c for c in scored.columns if c.startswith("p_")]
+    classes = tuple(c[2:] for c in p_cols)
+    picked = select(
+        scored,
+        classes=classes,
+        strategy=strategy or cfg.strategy,
+        budget=budget or cfg.budget,
+        low=cfg.low,
+        high=cfg.high,
+        diversity=cfg.diversity,
+        pool_factor=cfg.pool_factor,
+        seed=cfg.seed,
+    )
+    out = out_dir or settings.state_dir.resolve() / "relabel" / f"day={day}" / f"model_version={version}"
+    out.mkdir(parents=True, exist_ok=True)
+    urls = dict(
+        zip(
+            picked["image_id"],
+            (_upload_url(source, u, prefix=cfg.image_url_prefix) for u in picked["uri"]),
+            strict=True,
+        )
+    )
+    candidates = picked.assign(score=picked["priority"])[["category", "image_id", "score", "rank"]]
+    tasks = import_tasks(
+        candidates,
+        image_url=urls.__getitem__,
+        model_version=f"{settings.model_name}/v{version}",
+        scores=picked[["image_id", *p_cols]],
+    )
+    atomic_write_text(out / "tasks.json", json.dumps(tasks, indent=1))
+    atomic_write_text(out / "labeling_config.xml", labeling_config(classes))
+    atomic_write_text(out / "candidates.csv", export_csv(candidates, image_url=urls.__getitem__))
+    atomic_write_parquet(out / "selection.parquet", picked)
+    summary = {
+        "day": day,
+        "model_version": version,
+        "strategy": strategy or cfg.strategy,
+        "budget": budget or cfg.budget,
+        "selected": len(picked),
+        "scored": len(scored),
+        "by_category": {str(k): int(v) for k, v in picked["category"].value_counts().sort_index().items()},
+        "out": str(out),
+    }
+    _write_json(out / "summary.json", summary)
+    rep.log(
+        f"select {day}: {summary['selected']} of {summary['scored']} images ({summary['strategy']}) -> "
+        f"{out}/tasks.json; import the reviewers' export with `modops labels import EXPORT --source reviewer --round N`"
+    )
+    return summary

@@ -69,3 +69,38 @@ def test_score_refuses_bad_input_clearly(tmp_path, args, message):
     result = _score(str(tmp_path / "missing"), *args)
     assert result.exit_code == 1 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_select_exports_a_review_batch_of_the_scored_day(tmp_path, day_folder, monkeypatch):
+    from modops.active.labelstudio import parse_export
+
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "select-test")
+    version = register_champion(tmp_path)
+    log = tmp_path / "log"
+    assert _score(str(day_folder), "--day", "2026-12-01", "--log-dir", str(log)).exit_code == 0
+    out = tmp_path / "batch"
+    result = CliRunner().invoke(
+        app,
+        ["select", "--day", "2026-12-01", "--strategy", "entropy", "--budget", "3", "--log-dir", str(log),
+         "--out", str(out), "--params", str(REPO / "params.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert len(tasks) == 3
+    assert all(t["data"]["image"].startswith("/data/local-files/?d=") for t in tasks)
+    assert {t["predictions"][0]["model_version"] for t in tasks} == {f"select-test/v{version}"}
+    assert '<Choice value="promo_spam"/>' in (out / "labeling_config.xml").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selected"] == 3 and summary["scored"] == 5
+    # A reviewer's Label Studio export of the batch reads back as labels by image id.
+    for task in tasks:
+        task["annotations"] = [
+            {"result": [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["clean"]}}],
+             "completed_by": 1, "was_cancelled": False, "created_at": "2026-12-02T10:00:00Z"}
+        ]  # fmt: skip
+    labels = parse_export(tasks)
+    assert sorted(labels["image_id"]) == sorted(t["data"]["image_id"] for t in tasks)
+    bad = CliRunner().invoke(
+        app, ["select", "--day", "2026-12-01", "--strategy", "magic", "--log-dir", str(log), "--out", str(out)]
+    )
+    assert bad.exit_code == 1 and "confidence_band" in bad.output

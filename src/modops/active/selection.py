@@ -1,0 +1,140 @@
+"""Active-learning selection: which scored uploads reviewers should label next, under a budget.
+
+Strategies are chosen by name (:data:`SELECTORS`, ``select.strategy`` in ``params.yaml``); each
+takes the prediction log's rows and returns a priority per row (higher = label sooner) and
+the category it is selected for; :func:`select` then takes the budget, optionally spreading
+it over the embedding space (k-center greedy) so a batch is not a pile of near-duplicates.
+
+- ``random``: the baseline every other strategy must beat.
+- ``entropy``: the most uncertain predictions (Shannon entropy of the class probabilities).
+- ``confidence_band``: images whose highest category score falls in ``[low, high]``, the band
+  where the model's flags are unsure (the seed paper's band), most central first.
+
+The loss-prediction ranking of "Learning Loss for Active Learning" (Yoo and Kweon 2019) needs
+a loss head trained with the model; it is not built yet, so it is not offered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SELECTORS", "Priority", "k_center_greedy", "select"]
+
+
+@dataclass(frozen=True)
+class Priority:
+    """A strategy's verdict on every row: ``score`` [N] (higher first; -inf = never), ``category`` [N]."""
+
+    score: np.ndarray
+    category: np.ndarray
+
+
+def _probs(frame: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    return frame[[f"p_{c}" for c in classes]].to_numpy(dtype=np.float64)
+
+
+def _top_category(probs: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    return np.asarray(classes[1:], dtype=object)[probs[:, 1:].argmax(axis=1)]
+
+
+def _random(frame: pd.DataFrame, *, classes: tuple[str, ...], seed: int, **_: float) -> Priority:
+    probs = _probs(frame, classes)
+    return Priority(np.random.default_rng(seed).random(len(frame)), _top_category(probs, classes))
+
+
+def _entropy(frame: pd.DataFrame, *, classes: tuple[str, ...], **_: float) -> Priority:
+    probs = _probs(frame, classes).clip(1e-12, 1.0)
+    return Priority(-(probs * np.log(probs)).sum(axis=1), _top_category(probs, classes))
+
+
+def _confidence_band(frame: pd.DataFrame, *, classes: tuple[str, ...], low: float, high: float, **_: float) -> Priority:
+    probs = _probs(frame, classes)
+    top = probs[:, 1:].max(axis=1)
+    middle = (low + high) / 2
+    inside = (top >= low) & (top <= high)
+    # Most central first: the scores the flag decision is least sure of.
+    score = np.where(inside, 1.0 - np.abs(top - middle) / max(high - low, 1e-9), -np.inf)
+    return Priority(score, _top_category(probs, classes))
+
+
+Selector = Callable[..., Priority]
+
+#: Selection strategies by name (``select.strategy``).
+SELECTORS: dict[str, Selector] = {"random": _random, "entropy": _entropy, "confidence_band": _confidence_band}
+
+
+def k_center_greedy(points: np.ndarray, k: int, *, first: int = 0) -> np.ndarray:
+    """Indices of ``k`` rows of ``points`` [N, D] chosen by farthest-point (k-center greedy) order.
+
+    Starts at row ``first`` (the highest-priority candidate) and repeatedly adds the row
+    farthest from everything chosen so far (Sener and Savarese 2018, the core-set greedy).
+    """
+    n = len(points)
+    if k >= n:
+        return np.arange(n)
+    x = np.asarray(points, dtype=np.float64)
+    chosen = [first]
+    dist = np.linalg.norm(x - x[first], axis=1)
+    for _ in range(k - 1):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+    return np.asarray(chosen)
+
+
+def select(
+    frame: pd.DataFrame,
+    *,
+    classes: tuple[str, ...],
+    strategy: str,
+    budget: int,
+    low: float = 0.2,
+    high: float = 0.8,
+    diversity: bool = True,
+    pool_factor: int = 4,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Choose at most ``budget`` rows of a prediction log for review.
+
+    Args:
+        frame: Prediction-log rows (``image_id``, ``p_<class>``, ``emb_*`` columns).
+        classes: The model's classes, negative first.
+        strategy: A key of :data:`SELECTORS`.
+        budget: How many images reviewers will label.
+        low, high: The confidence band (``confidence_band``).
+        diversity: Spread the budget with k-center greedy over the embeddings of the
+            ``pool_factor x budget`` highest-priority candidates (``random`` never needs it).
+        pool_factor: How many candidates per selected image diversity chooses from.
+        seed: For ``random``.
+
+    Returns:
+        The selected rows with ``category`` (what they were selected for), ``priority`` and
+        ``rank`` (1-based), ordered by rank; one row per image id.
+
+    Raises:
+        ValueError: For an unknown strategy (naming the known ones) or a negative budget.
+    """
+    if strategy not in SELECTORS:
+        raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {sorted(SELECTORS)}")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"the confidence band needs 0 <= low < high <= 1, got [{low}, {high}]")
+    rows = frame.drop_duplicates("image_id").reset_index(drop=True)
+    prio = SELECTORS[strategy](rows, classes=classes, low=low, high=high, seed=seed)
+    order = np.argsort(-prio.score, kind="stable")
+    order = order[np.isfinite(prio.score[order])]
+    if diversity and strategy != "random" and len(order) > budget:
+        pool = order[: budget * pool_factor]
+        emb = rows.loc[pool, sorted(c for c in rows.columns if c.startswith("emb_"))].to_numpy()
+        order = pool[k_center_greedy(emb, budget)] if emb.shape[1] else order
+    picked = order[:budget]
+    out = rows.loc[picked].copy()
+    out["category"] = prio.category[picked]
+    out["priority"] = prio.score[picked]
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out.reset_index(drop=True)
