@@ -28,6 +28,12 @@ app = typer.Typer(
 )
 
 PARAMS = Annotated[Path, typer.Option("--params", help="params.yaml to read stage sections from")]
+MODEL_VERSION = Annotated[
+    str | None, typer.Option("--model-version", help="the version that scored the day (default: champion)")
+]
+LOG_DIR = Annotated[
+    Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
+]
 LABELS_DIR = Annotated[Path, typer.Option("--labels", help="the label store (append-only event batches)")]
 
 
@@ -289,9 +295,7 @@ def score(
         str | None, typer.Argument(help="folder or s3://bucket/prefix of the day's uploads (default: score.source)")
     ] = None,
     day: Annotated[str, typer.Option("--day", help="the day scored, YYYY-MM-DD (the partition's key)")] = ...,
-    log_dir: Annotated[
-        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
-    ] = None,
+    log_dir: LOG_DIR = None,
     params: PARAMS = Path("params.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="print the day's summary as JSON")] = False,
 ) -> None:
@@ -312,12 +316,8 @@ def drift(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the verdict as JSON (top-level boolean `drift`)")
     ] = False,
-    model_version: Annotated[
-        str | None, typer.Option("--model-version", help="the version that scored the day (default: champion)")
-    ] = None,
-    log_dir: Annotated[
-        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
-    ] = None,
+    model_version: MODEL_VERSION = None,
+    log_dir: LOG_DIR = None,
     splits: Annotated[Path, typer.Option("--splits", help="splits with the holdout")] = Path(
         "data/split/splits.parquet"
     ),
@@ -360,12 +360,8 @@ def select(
         str | None, typer.Option("--strategy", help="confidence_band | entropy | random (default: select.strategy)")
     ] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="images to select (default: select.budget)")] = None,
-    model_version: Annotated[
-        str | None, typer.Option("--model-version", help="the version that scored the day (default: champion)")
-    ] = None,
-    log_dir: Annotated[
-        Path | None, typer.Option("--log-dir", help="prediction log (default: predictions/ in the state folder)")
-    ] = None,
+    model_version: MODEL_VERSION = None,
+    log_dir: LOG_DIR = None,
     out: Annotated[Path | None, typer.Option("--out", help="where the review batch is written")] = None,
     params: PARAMS = Path("params.yaml"),
 ) -> None:
