@@ -212,6 +212,28 @@ class SamplingConfig(_Section):
     decay: float = Field(default=0.5, ge=0, lt=1)
 
 
+class LossPredictionConfig(_Section):
+    """The loss-prediction head trained with the classifier (``train.loss_prediction``).
+
+    It ranks unlabelled uploads by how wrong the model expects to be on them, for active
+    learning (:mod:`modops.models.loss_head`, Yoo and Kweon 2019).
+
+    Attributes:
+        enabled: Attach and train the head (stage 1 of a cascade; the student of a mean teacher).
+        weight: Weight of its ranking loss beside the classification loss (1.0 in the paper).
+        margin: Margin of the pairwise ranking loss (1.0 in the paper).
+        detach_after: Fraction of training after which the head no longer sends gradients into
+            the backbone (0.6 in the paper); 0 = never shapes it, 1 = always does.
+        hidden: Units of each stage branch (128 in the paper).
+    """
+
+    enabled: bool = False
+    weight: float = Field(default=1.0, gt=0)
+    margin: float = Field(default=1.0, gt=0)
+    detach_after: float = Field(default=0.6, ge=0, le=1)
+    hidden: int = Field(default=128, ge=1)
+
+
 class SupervisedConfig(_Section):
     """The supervised trainer: one backbone, one loss (``train.supervised``).
 
@@ -347,6 +369,7 @@ class TrainConfig(_Section):
     max_positive_weight: float = Field(default=20.0, ge=1)
     augment: AugmentConfig = AugmentConfig()
     sampling: SamplingConfig = SamplingConfig()
+    loss_prediction: LossPredictionConfig = LossPredictionConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     workers: int = Field(default=1, ge=0, description="DataLoader worker processes; 0 = decode in the main process")
@@ -485,8 +508,8 @@ class SelectConfig(_Section):
     """Active-learning selection of a scored day for review (``modops select``, the relabel round).
 
     Attributes:
-        strategy: A key of :data:`modops.active.selection.SELECTORS` (``confidence_band``,
-            ``entropy``, ``random``).
+        strategy: A key of :data:`modops.active.selection.SELECTORS` (``confidence_band``:
+            the band ranked by predicted loss; ``loss``, ``entropy``, ``random``).
         budget: Images per round: what reviewers will label.
         low: Lower edge of the confidence band (``confidence_band``).
         high: Upper edge of the confidence band.

@@ -69,14 +69,38 @@ def test_k_center_greedy_picks_far_points():
 
 def test_bad_strategy_and_band_say_what_is_allowed():
     frame = _log([0.5])
-    with pytest.raises(ValueError, match="confidence_band.*entropy.*random"):
-        select(frame, classes=CLASSES, strategy="loss", budget=1)
+    with pytest.raises(ValueError, match="confidence_band.*entropy.*loss.*random"):
+        select(frame, classes=CLASSES, strategy="margin", budget=1)
     with pytest.raises(ValueError, match="low < high"):
         select(frame, classes=CLASSES, strategy="confidence_band", budget=1, low=0.8, high=0.2)
-    assert set(SELECTORS) == {"random", "entropy", "confidence_band"}
+    assert set(SELECTORS) == {"random", "entropy", "confidence_band", "loss"}
 
 
 def test_duplicates_of_one_image_are_selected_once():
     frame = pd.concat([_log([0.5, 0.4])] * 2, ignore_index=True)
     out = select(frame, classes=CLASSES, strategy="confidence_band", budget=5, diversity=False)
     assert out["image_id"].tolist() == ["i0", "i1"]
+
+
+def test_the_band_is_ranked_by_predicted_loss_when_the_model_has_a_head():
+    frame = _log([0.01, 0.5, 0.95, 0.3, 0.79, 0.2]).assign(predicted_loss=[9.0, 0.1, 8.0, 0.5, 2.0, 0.3])
+    out = select(frame, classes=CLASSES, strategy="confidence_band", budget=3, low=0.2, high=0.8, diversity=False)
+    # Inside the band only (i0 and i2 have the highest predicted losses but confident scores).
+    assert out["image_id"].tolist() == ["i4", "i3", "i5"]
+
+
+def test_nan_predicted_losses_fall_back_to_the_most_central():
+    frame = _log([0.5, 0.3, 0.79]).assign(predicted_loss=np.nan)
+    out = select(frame, classes=CLASSES, strategy="confidence_band", budget=3, diversity=False)
+    assert out["image_id"].tolist() == ["i0", "i1", "i2"]
+
+
+def test_loss_strategy_takes_the_highest_predicted_loss_anywhere():
+    frame = _log([0.01, 0.5, 0.95]).assign(predicted_loss=[3.0, 1.0, 2.0])
+    out = select(frame, classes=CLASSES, strategy="loss", budget=2, diversity=False)
+    assert out["image_id"].tolist() == ["i0", "i2"]
+
+
+def test_loss_strategy_without_a_head_says_how_to_fix_it():
+    with pytest.raises(ValueError, match="loss_prediction.enabled"):
+        select(_log([0.5, 0.4]), classes=CLASSES, strategy="loss", budget=1)

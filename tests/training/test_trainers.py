@@ -9,8 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from modops.config import CascadeConfig, SamplingConfig, SupervisedConfig
+from modops.config import CascadeConfig, LossPredictionConfig, SamplingConfig, SupervisedConfig
 from modops.data.datasets import MemoryReader
+from modops.models.loss_head import get_loss_head
 from modops.models.predictor import build_predictor
 from modops.scoring.batch import score_ids
 from modops.training import TRAINERS, TrainData, get_trainer
@@ -187,6 +188,27 @@ def test_loss_priority_sampling_reaches_every_trainer(name, tiny, monkeypatch):
     # Every optimiser step fed its images' losses back to the sampler (stage 2 too, for the cascade).
     steps = sum(h["steps"] for h in run.result.history)
     assert len(recorded) == steps * run.cfg.batch_size
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_loss_prediction_head_trains_with_every_trainer(name, tiny):
+    run = tiny.train(name, loss_prediction=LossPredictionConfig(enabled=True, hidden=16))
+    ap, _ = _val_ap(run, tiny.classes)
+    assert ap >= 0.9  # the head does not spoil the classifier
+    first = run.result.members[0]
+    assert first.loss_head == 16
+    assert get_loss_head(run.result.networks[first.name]) is not None
+    # Only the network that scores every upload carries one (a cascade's stage 2 does not).
+    assert all(m.loss_head == 0 for m in run.result.members[1:])
+    # The head was trained: its weights moved from a fresh head's with the same seed.
+    fresh = tiny.train(name, loss_prediction=LossPredictionConfig(enabled=True, hidden=16), epochs=1)
+    assert not torch.equal(
+        run.states[first.name]["loss_head.out.weight"], fresh.states[first.name]["loss_head.out.weight"]
+    )
+    spec = run.result.spec(tiny.classes, trainer=name, label_version=None)
+    images, _ = tiny.make_images(8, 1)
+    pred, _ = build_predictor(run.result.networks, spec).predict_and_embed(images)
+    assert pred.loss is not None and pred.loss.shape == (8,) and np.isfinite(pred.loss).all()
 
 
 # --- unreadable images ------------------------------------------------------------------------

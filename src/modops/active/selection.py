@@ -8,10 +8,10 @@ it over the embedding space (k-center greedy) so a batch is not a pile of near-d
 - ``random``: the baseline every other strategy must beat.
 - ``entropy``: the most uncertain predictions (Shannon entropy of the class probabilities).
 - ``confidence_band``: images whose highest category score falls in ``[low, high]``, the band
-  where the model's flags are unsure (the seed paper's band), most central first.
-
-The loss-prediction ranking of "Learning Loss for Active Learning" (Yoo and Kweon 2019) needs
-a loss head trained with the model; it is not built yet, so it is not offered here.
+  where the model's flags are unsure (the seed paper's band), ranked by the loss the model's
+  loss-prediction head expects (``predicted_loss``, "Learning Loss for Active Learning", Yoo and
+  Kweon 2019); a model without a head ranks the band most central first.
+- ``loss``: the paper's own rule, the highest predicted loss anywhere, no band.
 """
 
 from __future__ import annotations
@@ -51,20 +51,43 @@ def _entropy(frame: pd.DataFrame, *, classes: tuple[str, ...], **_: float) -> Pr
     return Priority(-(probs * np.log(probs)).sum(axis=1), _top_category(probs, classes))
 
 
+def _predicted_loss(frame: pd.DataFrame) -> np.ndarray | None:
+    """The loss head's scores [N], or None when the model that scored the rows has no head."""
+    if "predicted_loss" not in frame:
+        return None
+    loss = frame["predicted_loss"].to_numpy(dtype=np.float64)
+    return loss if len(loss) and np.isfinite(loss).all() else None
+
+
 def _confidence_band(frame: pd.DataFrame, *, classes: tuple[str, ...], low: float, high: float, **_: float) -> Priority:
     probs = _probs(frame, classes)
     top = probs[:, 1:].max(axis=1)
-    middle = (low + high) / 2
     inside = (top >= low) & (top <= high)
-    # Most central first: the scores the flag decision is least sure of.
-    score = np.where(inside, 1.0 - np.abs(top - middle) / max(high - low, 1e-9), -np.inf)
-    return Priority(score, _top_category(probs, classes))
+    loss = _predicted_loss(frame)
+    # Without a head, most central first: the scores the flag decision is least sure of.
+    rank = 1.0 - np.abs(top - (low + high) / 2) / max(high - low, 1e-9) if loss is None else loss
+    return Priority(np.where(inside, rank, -np.inf), _top_category(probs, classes))
+
+
+def _loss(frame: pd.DataFrame, *, classes: tuple[str, ...], **_: float) -> Priority:
+    loss = _predicted_loss(frame)
+    if loss is None:
+        raise ValueError(
+            "strategy 'loss' needs predicted losses, but these rows have none (predicted_loss is missing or NaN): "
+            "train the model with train.loss_prediction.enabled: true, or choose confidence_band, entropy or random"
+        )
+    return Priority(loss, _top_category(_probs(frame, classes), classes))
 
 
 Selector = Callable[..., Priority]
 
 #: Selection strategies by name (``select.strategy``).
-SELECTORS: dict[str, Selector] = {"random": _random, "entropy": _entropy, "confidence_band": _confidence_band}
+SELECTORS: dict[str, Selector] = {
+    "random": _random,
+    "entropy": _entropy,
+    "confidence_band": _confidence_band,
+    "loss": _loss,
+}
 
 
 def k_center_greedy(points: np.ndarray, k: int, *, first: int = 0) -> np.ndarray:

@@ -184,6 +184,7 @@ def create_model(
     weights_path: str | None = None,
     cbam: bool = False,
     input_size: int | None = None,
+    loss_head: int = 0,
 ) -> nn.Module:
     """Build backbone ``name`` with a fresh ``num_classes``-way head.
 
@@ -196,6 +197,8 @@ def create_model(
         cbam: Insert CBAM attention after each of the backbone's stage layers (after the
             pretrained weights are loaded, so they still fit).
         input_size: Input side used to size the CBAM blocks (default: the backbone's).
+        loss_head: Units per stage branch of a loss-prediction head over the stage layers
+            (:mod:`modops.models.loss_head`), attached as ``model.loss_head``; 0 = none.
 
     Returns:
         The model, in train mode, on the CPU.
@@ -215,6 +218,10 @@ def create_model(
         from modops.models.cbam import insert_cbam
 
         insert_cbam(model, spec.stage_layers, input_size=min(input_size or spec.input_size, 128))
+    if loss_head:
+        from modops.models.loss_head import attach_loss_head
+
+        attach_loss_head(model, spec.stage_layers, input_size=min(input_size or spec.input_size, 128), hidden=loss_head)
     return model
 
 

@@ -50,6 +50,7 @@ class MemberSpec:
         image_size: The member's square input side in pixels.
         cbam: Whether CBAM attention was inserted.
         weights: File name of its safetensors weights inside the model folder.
+        loss_head: Units per branch of its loss-prediction head (``loss_head.*`` weights); 0 = none.
     """
 
     name: str
@@ -57,6 +58,7 @@ class MemberSpec:
     image_size: int
     cbam: bool = False
     weights: str = "model.safetensors"
+    loss_head: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,11 @@ def load_members(model_dir: str | Path) -> tuple[dict[str, nn.Module], ModelSpec
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing; the model folder {d} is incomplete")
         net = create_model(
-            member.backbone, num_classes=len(spec.classes), cbam=member.cbam, input_size=member.image_size
+            member.backbone,
+            num_classes=len(spec.classes),
+            cbam=member.cbam,
+            input_size=member.image_size,
+            loss_head=member.loss_head,
         )
         net.load_state_dict(load_file(str(weights)))
         networks[member.name] = net.eval()

@@ -14,7 +14,7 @@ elsewhere stage 1 decides alone, so stage 2 costs only what reaches it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from torch import nn
 from modops.data.transforms import EvalPreset, normalize
 from modops.models.backbones import get_backbone
 from modops.models.io import ModelSpec, load_members
+from modops.models.loss_head import get_loss_head, stage_features
 from modops.runtime import Runtime
 
 __all__ = [
@@ -49,10 +50,15 @@ class Prediction:
     Attributes:
         probs: float32 [N, C] class probabilities, rows summing to 1.
         stage2: bool [N], True where a cascade's stage 2 contributed (all False for a single model).
+        loss: float32 [N], the loss the model expects to have on each image (a ranking score from
+            its loss-prediction head, :mod:`modops.models.loss_head`), or None without a head or
+            when not asked for (:meth:`Predictor.predict` leaves it out; ``predict_and_embed``
+            fills it).
     """
 
     probs: np.ndarray
     stage2: np.ndarray
+    loss: np.ndarray | None = None
 
 
 class Predictor(Protocol):
@@ -109,18 +115,21 @@ class _Member:
 
     def probs_and_embeddings(
         self, images: torch.Tensor, *, spec: ModelSpec, runtime: Runtime
-    ) -> tuple[torch.Tensor, np.ndarray]:
-        """One forward pass: probabilities [N, C] and pooled feature-layer embeddings float32 [N, D]."""
-        layer = self.net.get_submodule(get_backbone(self.backbone).feature_layer)
-        out: list[torch.Tensor] = []
-        handle = layer.register_forward_hook(lambda _m, _i, o: out.append(o))
-        try:
-            with runtime.inference():
-                logits = self.net(_prepare(images, size=self.size, spec=spec, runtime=runtime))
-        finally:
-            handle.remove()
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+        """One forward pass: probabilities [N, C], pooled feature-layer embeddings float32 [N, D]
+        and, when the network has a loss-prediction head, its predicted losses float32 [N] (else None).
+        """
+        head = get_loss_head(self.net)
+        feature_layer = (get_backbone(self.backbone).feature_layer,)
+        with (
+            stage_features(self.net, feature_layer) as out,
+            stage_features(self.net, head.layers if head else ()) as stages,
+            runtime.inference(),
+        ):
+            logits = self.net(_prepare(images, size=self.size, spec=spec, runtime=runtime))
+            loss = head(stages).float().cpu().numpy().astype(np.float32) if head is not None else None
         emb = out[0].float().mean(dim=(2, 3)).cpu().numpy().astype(np.float32)
-        return torch.softmax(logits.float(), dim=1), emb
+        return torch.softmax(logits.float(), dim=1), emb, loss
 
     def embed(self, images: torch.Tensor, *, spec: ModelSpec, runtime: Runtime) -> np.ndarray:
         return self.probs_and_embeddings(images, spec=spec, runtime=runtime)[1]
@@ -151,8 +160,8 @@ class SingleModel:
 
     def predict_and_embed(self, images: torch.Tensor) -> tuple[Prediction, np.ndarray]:
         """:meth:`predict` and :meth:`embed` from one forward pass."""
-        probs, emb = self.member.probs_and_embeddings(images, spec=self.spec, runtime=self.runtime)
-        return Prediction(probs.cpu().numpy().astype(np.float32), np.zeros(len(probs), dtype=bool)), emb
+        probs, emb, loss = self.member.probs_and_embeddings(images, spec=self.spec, runtime=self.runtime)
+        return Prediction(probs.cpu().numpy().astype(np.float32), np.zeros(len(probs), dtype=bool), loss), emb
 
     def preset(self) -> EvalPreset:
         return EvalPreset(self.spec.image_size, resize=self.spec.resize, limits=self.spec.decode_limits)
@@ -264,8 +273,8 @@ class Cascade:
 
     def predict_and_embed(self, images: torch.Tensor) -> tuple[Prediction, np.ndarray]:
         """:meth:`predict` and stage 1's embeddings [N, D], with one stage-1 forward pass."""
-        p1, emb = self.stage1.probs_and_embeddings(images, spec=self.spec, runtime=self.runtime)
-        return self._combine(images, p1), emb
+        p1, emb, loss = self.stage1.probs_and_embeddings(images, spec=self.spec, runtime=self.runtime)
+        return replace(self._combine(images, p1), loss=loss), emb
 
     def _combine(self, images: torch.Tensor, p1: torch.Tensor) -> Prediction:
         def second(mask: torch.Tensor) -> torch.Tensor:

@@ -112,7 +112,8 @@ def score_uploads(
     Returns:
         :class:`ScoredDay`. Prediction columns: ``uri, image_id, p_<class>`` for every class,
         ``flag_<category>`` for every category, ``flagged``, ``category`` (the highest-scoring
-        flagged category, "" when none), ``stage2``, :data:`PROPERTY_COLUMNS`, ``emb_NN``.
+        flagged category, "" when none), ``stage2``, ``predicted_loss`` (the loss head's ranking
+        score, NaN without a head), :data:`PROPERTY_COLUMNS`, ``emb_NN``.
     """
     uris = list(keys if uris is None else uris)
     if len(uris) != len(keys):
@@ -143,13 +144,14 @@ def score_uploads(
 
 
 def _score_batch(predictor: Predictor, batch: UploadBatch) -> tuple[list[tuple], np.ndarray | None]:
-    """Scores and embeddings of a batch's decoded images: ``([(item, probs, stage2)], emb [B_ok, D])``."""
+    """Scores and embeddings of a batch's decoded images: ``([(item, probs, stage2, loss)], emb [B_ok, D])``."""
     ok = batch.ok
     if not ok.any():
         return [], None
     pred, emb = predictor.predict_and_embed(batch.images[ok])
     good = [it for it in batch.items if not it.reason]
-    return [(it, pred.probs[k], bool(pred.stage2[k])) for k, it in enumerate(good)], emb
+    loss = pred.loss if pred.loss is not None else np.full(len(good), np.nan, dtype=np.float32)
+    return [(it, pred.probs[k], bool(pred.stage2[k]), float(loss[k])) for k, it in enumerate(good)], emb
 
 
 def _predictions_frame(
@@ -157,11 +159,11 @@ def _predictions_frame(
 ) -> pd.DataFrame:
     spec = predictor.spec
     classes, categories = list(spec.classes), list(spec.classes[1:])
-    probs = np.stack([p for _, p, _ in rows]) if rows else np.zeros((0, len(classes)), np.float32)
+    probs = np.stack([p for _, p, *_ in rows]) if rows else np.zeros((0, len(classes)), np.float32)
     frame = pd.DataFrame(
         {
-            "uri": [uris[it.index] for it, _, _ in rows],
-            "image_id": [it.image_id for it, _, _ in rows],
+            "uri": [uris[it.index] for it, *_ in rows],
+            "image_id": [it.image_id for it, *_ in rows],
             **{f"p_{c}": probs[:, i].astype(np.float64) for i, c in enumerate(classes)},
         }
     )
@@ -175,13 +177,15 @@ def _predictions_frame(
     frame["category"] = [
         categories[k] if f else "" for k, f in zip(masked.argmax(axis=1), frame["flagged"], strict=True)
     ]
-    frame["stage2"] = [s for _, _, s in rows]
-    frame["width"] = [it.width for it, _, _ in rows]
-    frame["height"] = [it.height for it, _, _ in rows]
+    frame["stage2"] = [r[2] for r in rows]
+    # NaN for a model without a loss-prediction head: selection then ranks without it.
+    frame["predicted_loss"] = np.asarray([r[3] for r in rows], dtype=np.float64)
+    frame["width"] = [it.width for it, *_ in rows]
+    frame["height"] = [it.height for it, *_ in rows]
     frame["aspect_ratio"] = (frame["width"] / frame["height"].where(frame["height"] > 0)).astype(np.float64)
-    frame["brightness"] = [it.brightness for it, _, _ in rows]
-    frame["file_bytes"] = [it.nbytes for it, _, _ in rows]
-    frame["format"] = [it.format for it, _, _ in rows]
+    frame["brightness"] = [it.brightness for it, *_ in rows]
+    frame["file_bytes"] = [it.nbytes for it, *_ in rows]
+    frame["format"] = [it.format for it, *_ in rows]
     emb = np.concatenate(embeddings) if embeddings else np.zeros((0, dims), np.float32)
     for k in range(emb.shape[1] if len(emb) else dims):
         frame[f"emb_{k:02d}"] = emb[:, k].astype(np.float64) if len(emb) else np.zeros(0)

@@ -23,6 +23,7 @@ from modops.config import TrainConfig
 from modops.data.datasets import StoreDataset, make_loader
 from modops.data.transforms import EvalPreset
 from modops.models.io import MemberSpec, ModelSpec
+from modops.models.loss_head import loss_head_units
 from modops.models.predictor import COMBINERS, build_predictor
 from modops.runtime import Runtime
 from modops.scoring.batch import score_ids
@@ -200,7 +201,14 @@ def train_ohem_cascade(
             stage1.net, data, size=size1, recall=cc.combine.route_recall, columns=columns, cfg=cfg, runtime=runtime
         )
     members = (
-        MemberSpec("stage1", cfg.backbone, size1, cbam=cfg.cbam, weights="stage1.safetensors"),
+        MemberSpec(
+            "stage1",
+            cfg.backbone,
+            size1,
+            cbam=cfg.cbam,
+            weights="stage1.safetensors",
+            loss_head=loss_head_units(stage1.net),
+        ),
         MemberSpec("stage2", backbone2, size2, cbam=cfg.cbam, weights="stage2.safetensors"),
     )
     # Validation scores the cascade through its predictor, whose preset decodes under the spec's limits.
@@ -281,7 +289,8 @@ def _fit_stage2(
         cfg = cfg.model_copy(update={"augment": cc.stage2_augment})
     ids = [data.train_ids[i] for i in chosen]
     y = np.asarray(data.train_y)[chosen]
-    net = new_network(cfg, num_classes=k, backbone=backbone, image_size=size, runtime=runtime)
+    # Only stage 1 sees every upload, so only it predicts its own loss for active learning.
+    net = new_network(cfg, num_classes=k, backbone=backbone, image_size=size, runtime=runtime, loss_head=False)
     steps = steps_per_epoch(cfg, n_train=len(ids), samples_per_epoch=cc.stage2_samples_per_epoch)
     memory = loss_memory(cfg, n=len(ids))
 

@@ -22,11 +22,12 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from modops.config import TrainConfig
+from modops.config import LossPredictionConfig, TrainConfig
 from modops.data.datasets import Batch, ImageReader, StoreDataset, balanced_sampler, class_weights, make_loader
 from modops.data.images import DecodeLimits
 from modops.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset, TrainPreset, color_jitter, normalize
 from modops.models.backbones import create_model, get_backbone
+from modops.models.loss_head import LossHead, get_loss_head, head_loss, stage_features
 from modops.runtime import Runtime, resolve_runtime
 from modops.training.base import Progress, TrainData
 from modops.training.losses import LossFn
@@ -67,8 +68,21 @@ def image_size_for(cfg: TrainConfig, backbone: str, override: int | None = None)
     return override or cfg.image_size or get_backbone(backbone).input_size
 
 
-def new_network(cfg: TrainConfig, *, num_classes: int, backbone: str, image_size: int, runtime: Runtime) -> nn.Module:
-    """A fresh network (pretrained as configured, CBAM if asked) on the runtime's device, channels-last."""
+def new_network(
+    cfg: TrainConfig,
+    *,
+    num_classes: int,
+    backbone: str,
+    image_size: int,
+    runtime: Runtime,
+    loss_head: bool = True,
+) -> nn.Module:
+    """A fresh network (pretrained as configured, CBAM if asked) on the runtime's device, channels-last.
+
+    ``loss_head``: attach the loss-prediction head when ``train.loss_prediction.enabled`` (False
+    for networks that never score uploads on their own, such as a cascade's stage 2).
+    """
+    lp = cfg.loss_prediction
     net = create_model(
         backbone,
         num_classes=num_classes,
@@ -76,6 +90,7 @@ def new_network(cfg: TrainConfig, *, num_classes: int, backbone: str, image_size
         weights_path=cfg.weights_path,
         cbam=cfg.cbam,
         input_size=image_size,
+        loss_head=lp.hidden if lp.enabled and loss_head else 0,
     )
     return net.to(runtime.device, memory_format=torch.channels_last)
 
@@ -302,6 +317,28 @@ def remember_losses(memory: LossMemory | None, batch: Batch, logits: torch.Tenso
     memory.update(batch.index[batch.ok].numpy(), per_sample.cpu().numpy())
 
 
+def predicted_loss_term(
+    head: LossHead | None,
+    features: list[torch.Tensor],
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    cfg: LossPredictionConfig | None,
+    progress: float,
+) -> torch.Tensor | None:
+    """The weighted ranking loss of a loss-prediction head, or None for a network without one.
+
+    ``features``: the stage outputs of the forward pass that gave ``logits`` [B, C]; only their
+    first B rows (the labelled images) are read. ``progress``: the fraction of training done.
+    """
+    if head is None:
+        return None
+    cfg = cfg or LossPredictionConfig()
+    per_image = F.cross_entropy(logits.float(), y, reduction="none")
+    feats = [f[: len(y)] for f in features]
+    return cfg.weight * head_loss(head, feats, per_image, margin=cfg.margin, detach=progress >= cfg.detach_after)
+
+
 def train_step(
     net: nn.Module,
     batch: Batch,
@@ -312,18 +349,25 @@ def train_step(
     jitter: float,
     generator: torch.Generator,
     memory: LossMemory | None = None,
+    loss_prediction: LossPredictionConfig | None = None,
 ) -> tuple[torch.Tensor, int] | None:
     """One optimiser step on a batch's readable images; returns (loss, images) or None if none were readable.
 
     With a loss ``memory``, each image's cross-entropy is recorded under its dataset position.
+    A network with a loss-prediction head also trains the head (``loss_prediction`` settings).
     """
     if not batch.ok.any():
         return None
     x = inputs(batch.images[batch.ok], runtime, jitter=jitter, generator=generator)
     y = batch.labels[batch.ok].to(runtime.device)
-    with runtime.autocast():
+    progress = opt.steps / opt.total_steps
+    head = get_loss_head(net)
+    with runtime.autocast(), stage_features(net, head.layers if head else ()) as feats:
         logits = net(x)
-    loss = loss_fn(logits.float(), y, opt.steps / opt.total_steps)
+        ranking = predicted_loss_term(head, feats, logits[: len(y)], y, cfg=loss_prediction, progress=progress)
+    loss = loss_fn(logits.float(), y, progress)
+    if ranking is not None:
+        loss = loss + ranking
     remember_losses(memory, batch, logits, y)
     opt.step(loss)
     return loss, len(y)
@@ -378,6 +422,7 @@ def fit(
                 jitter=cfg.augment.color_jitter,
                 generator=jitter,
                 memory=memory,
+                loss_prediction=cfg.loss_prediction,
             )
             done = step
             pace_step(pacer, opt, epoch=epoch, step=step)

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import RandomSampler
 
-from modops.config import TrainConfig
+from modops.config import LossPredictionConfig, TrainConfig
 from modops.data.datasets import StoreDataset, make_loader
 from modops.data.transforms import TrainPreset
 from modops.models.io import MemberSpec
+from modops.models.loss_head import get_loss_head, loss_head_units, stage_features
 from modops.training.base import Progress, TrainData, TrainResult, register_trainer
 from modops.training.loop import (
     BestKeeper,
@@ -42,6 +43,7 @@ from modops.training.loop import (
     pace_epoch,
     pace_step,
     predict_loader,
+    predicted_loss_term,
     remember_losses,
     setup_runtime,
     steps_per_epoch,
@@ -178,6 +180,8 @@ def train_mean_teacher(
                 jitter=cfg.augment.color_jitter,
                 generator=jitter,
                 memory=memory,
+                loss_prediction=cfg.loss_prediction,
+                progress=opt.steps / opt.total_steps,
             )
             opt.step(losses["loss"])
             pace_step(pacer, opt, epoch=epoch, step=step)
@@ -205,7 +209,7 @@ def train_mean_teacher(
     seconds = time.perf_counter() - start
     return TrainResult(
         networks={"model": teacher.cpu()},
-        members=(MemberSpec("model", cfg.backbone, size, cbam=cfg.cbam),),
+        members=(MemberSpec("model", cfg.backbone, size, cbam=cfg.cbam, loss_head=loss_head_units(teacher)),),
         history=history,
         best_epoch=best.epoch,
         seconds=seconds,
@@ -232,21 +236,29 @@ def _step(
     jitter: float,
     generator: torch.Generator,
     memory: LossMemory | None = None,
+    loss_prediction: LossPredictionConfig | None = None,
+    progress: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One mean-teacher step's losses: classification on labelled, consistency on unlabelled views.
 
     With a loss ``memory``, the labelled images' cross-entropies are recorded under their positions.
+    A student with a loss-prediction head trains it on the labelled images (the teacher follows
+    it by EMA, as it follows every other weight).
     """
     j = {"jitter": jitter, "generator": generator}
     x_l, y = inputs(batch.images[batch.ok], runtime, **j), batch.labels[batch.ok].to(runtime.device)
     views = ubatch.images[ubatch.ok]  # [U, 2, 3, S, S]
     x_s, x_t = inputs(views[:, 0], runtime, **j), inputs(views[:, 1], runtime, **j)
+    head = get_loss_head(student)
     with runtime.autocast():
-        logits = student(torch.cat([x_l, x_s]))
+        with stage_features(student, head.layers if head else ()) as feats:
+            logits = student(torch.cat([x_l, x_s]))
+            ranking = predicted_loss_term(head, feats, logits[: len(y)], y, cfg=loss_prediction, progress=progress)
         with torch.no_grad():
             t_logits = teacher(x_t)
     logits, t_logits = logits.float(), t_logits.float()
     class_loss = F.cross_entropy(logits[: len(y)], y, weight=weight)
     remember_losses(memory, batch, logits[: len(y)], y)
     cons = consistency_loss(logits[len(y) :], t_logits) if len(x_t) else torch.zeros((), device=runtime.device)
-    return {"loss": class_loss + cons_weight * cons, "class_loss": class_loss.detach(), "consistency": cons.detach()}
+    loss = class_loss + cons_weight * cons + (ranking if ranking is not None else 0.0)
+    return {"loss": loss, "class_loss": class_loss.detach(), "consistency": cons.detach()}

@@ -9,6 +9,7 @@ from torch import nn
 
 from modops.config import TrainConfig
 from modops.models.io import MemberSpec
+from modops.models.loss_head import loss_head_units
 from modops.runtime import Runtime
 from modops.training.base import Progress, TrainData, TrainResult, register_trainer
 from modops.training.loop import (
@@ -137,7 +138,7 @@ def train_supervised(
     seconds = time.perf_counter() - start
     return TrainResult(
         networks={"model": fitted.net.cpu()},
-        members=(MemberSpec("model", cfg.backbone, size, cbam=cfg.cbam),),
+        members=(MemberSpec("model", cfg.backbone, size, cbam=cfg.cbam, loss_head=loss_head_units(fitted.net)),),
         history=fitted.history,
         best_epoch=fitted.best_epoch,
         seconds=seconds,
