@@ -224,3 +224,15 @@ def test_scoring_dag_scores_judges_and_alerts_only_on_drift(probe: dict) -> None
     assert "drifted" in tasks["alert"]["upstream"]
     assert tasks["alert"]["outlets"] == [DRIFT_ASSET]
     assert [t for t, v in tasks.items() if v["outlets"]] == ["alert"]
+
+
+def test_relabel_dag_runs_on_the_drift_asset(probe: dict) -> None:
+    dag = probe["dags"]["modops_relabel"]
+    assert DRIFT_ASSET in dag["schedule"] and dag["catchup"] is False
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert list(tasks) == ["request", "select", "reviewed", "retrain_wanted", "retrain"]
+    assert tasks["select"]["upstream"] == ["request"]
+    assert tasks["reviewed"]["upstream"] == ["select"]
+    # Retraining waits for the reviewers' labels and the short-circuit (relabel.retrain).
+    assert tasks["retrain"]["upstream"] == ["retrain_wanted"]
+    assert tasks["retrain_wanted"]["upstream"] == ["reviewed"]

@@ -357,12 +357,14 @@ def drift(
 def select(
     day: Annotated[str, typer.Option("--day", help="the scored day to select from, YYYY-MM-DD")] = ...,
     strategy: Annotated[
-        str | None, typer.Option("--strategy", help="confidence_band | entropy | random (default: select.strategy)")
+        str | None,
+        typer.Option("--strategy", help="confidence_band | loss | entropy | random (default: select.strategy)"),
     ] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="images to select (default: select.budget)")] = None,
     model_version: MODEL_VERSION = None,
     log_dir: LOG_DIR = None,
     out: Annotated[Path | None, typer.Option("--out", help="where the review batch is written")] = None,
+    labels_dir: LABELS_DIR = Path("data/labels"),
     params: PARAMS = Path("params.yaml"),
 ) -> None:
     """Choose a scored day's images for review (active learning); export Label Studio tasks and CSV."""
@@ -377,8 +379,33 @@ def select(
         model_version=model_version,
         strategy=strategy,
         budget=budget,
+        labels_dir=labels_dir,
         reporter=_reporter(),
     )
+
+
+@app.command()
+@handle_errors
+def relabel(
+    day: Annotated[str, typer.Option("--day", help="the day whose review batch is answered, YYYY-MM-DD")] = ...,
+    model_version: MODEL_VERSION = None,
+    batch: Annotated[Path | None, typer.Option("--batch", help="the batch folder (default: modops select's)")] = None,
+    labels_dir: LABELS_DIR = Path("data/labels"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Import a review batch's decisions (relabel.reviewer) into the label store as the batch's round."""
+    from modops.stages import relabel_stage
+
+    result = relabel_stage(
+        day,
+        params_path=params,
+        settings=load_settings(),
+        labels_dir=labels_dir,
+        model_version=model_version,
+        batch_dir=batch,
+        reporter=_reporter(),
+    )
+    print(json.dumps(result))
 
 
 @app.command("run-dag")

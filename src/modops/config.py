@@ -504,6 +504,38 @@ class ScoreConfig(_Section):
         return self.source.replace("{day}", day)
 
 
+class RelabelConfig(_Section):
+    """A relabel round: who answers a selected batch and what happens next (``relabel``, dags/relabel.py).
+
+    Attributes:
+        reviewer: A key of :data:`modops.active.reviewers.REVIEWERS`: ``label_studio`` waits for
+            the reviewers' export at ``export``; ``demo_oracle`` answers with a demo day's ground
+            truth (the demo only); ``none`` exports the batch and imports nothing.
+        export: Where the reviewers' Label Studio export (JSON, JSON_MIN or CSV) is dropped;
+            ``{batch}`` is the batch folder (``relabel/day=D/model_version=V`` in the state
+            folder), ``{day}`` the day.
+        truth_source: ``demo_oracle`` only: the folder of the day's demo pool (its ``labels.csv``
+            with ``true_label``); ``{day}`` is filled in.
+        labels_file: The labels file inside ``truth_source``.
+        retrain: Trigger the training DAG once a round's labels are in the label store (the
+            gate decides whether the retrained model is promoted).
+    """
+
+    reviewer: str = "label_studio"
+    export: str = "{batch}/export.json"
+    truth_source: str | None = None
+    labels_file: str = "labels.csv"
+    retrain: bool = True
+
+    def export_for(self, *, batch: Path, day: str) -> Path:
+        """The export file of one batch."""
+        return Path(self.export.replace("{batch}", str(batch)).replace("{day}", day))
+
+    def truth_for(self, day: str) -> str | None:
+        """The demo oracle's truth folder for ``day``, or None."""
+        return self.truth_source.replace("{day}", day) if self.truth_source else None
+
+
 class SelectConfig(_Section):
     """Active-learning selection of a scored day for review (``modops select``, the relabel round).
 
@@ -714,6 +746,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "gate": GateConfig,
     "score": ScoreConfig,
     "select": SelectConfig,
+    "relabel": RelabelConfig,
 }
 
 S = TypeVar("S", bound=_Section)

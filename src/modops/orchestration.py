@@ -680,3 +680,50 @@ def judge_drift(day: str, *, model_version: str, project: Path | None = None) ->
     figure = "DRIFT: " + ", ".join(verdict["fired"]) if verdict["drift"] else "no drift"
     log.info("%s %s", STAGE_MARK, json.dumps({"task": "drift", "figure": figure}))
     return verdict
+
+
+def select_round(day: str, *, model_version: str | None, project: Path | None = None) -> dict[str, Any]:
+    """The relabel DAG's ``select`` task: the day's review batch (``modops select``), idempotent."""
+    from modops.config import load_settings
+    from modops.stages import select_stage
+
+    root = project_dir() if project is None else Path(project).resolve()
+    summary = select_stage(
+        day,
+        params_path=root / "params.yaml",
+        settings=load_settings(),
+        model_version=model_version,
+        labels_dir=root / "data" / "labels",
+    )
+    figure = f"round {summary['round']}: {summary['selected']} of {summary['scored']} ({summary['strategy']})"
+    log.info("%s %s", STAGE_MARK, json.dumps({"task": "select", "figure": figure}))
+    return summary
+
+
+def collect_round(day: str, *, model_version: str, project: Path | None = None) -> dict[str, Any]:
+    """The relabel DAG's ``reviewed`` sensor: the batch's decisions into the label store, once they exist.
+
+    Returns ``waiting: true`` while the reviewers' export is missing; importing twice adds nothing.
+    """
+    from modops.config import load_settings
+    from modops.stages import relabel_stage
+
+    root = project_dir() if project is None else Path(project).resolve()
+    result = relabel_stage(
+        day,
+        params_path=root / "params.yaml",
+        settings=load_settings(),
+        labels_dir=root / "data" / "labels",
+        model_version=model_version,
+    )
+    figure = "waiting for reviewers" if result["waiting"] else f"round {result['round']}: {result['labelled']} labels"
+    log.info("%s %s", STAGE_MARK, json.dumps({"task": "reviewed", "figure": figure}))
+    return result
+
+
+def retrain_wanted(result: dict[str, Any], *, project: Path | None = None) -> bool:
+    """Whether the relabel round should retrain: ``relabel.retrain`` and the round brought labels."""
+    from modops.config import load_params, load_section
+
+    root = project_dir() if project is None else Path(project).resolve()
+    return bool(load_section(load_params(root / "params.yaml"), "relabel").retrain and result.get("labelled"))

@@ -1132,13 +1132,16 @@ def select_stage(
     model_version: str | None = None,
     strategy: str | None = None,
     budget: int | None = None,
+    labels_dir: Path | None = None,
     reporter: Reporter | None = None,
 ) -> dict:
     """Choose a scored day's images for review and export them (Label Studio JSON and CSV).
 
     Writes ``tasks.json`` (Label Studio import, the model's scores as pre-annotations),
     ``labeling_config.xml``, ``candidates.csv`` and ``selection.parquet`` to ``out_dir``
-    (default ``relabel/day=D/model_version=V`` in the state folder); returns a summary.
+    (default :func:`relabel_batch_dir`); returns a summary. The batch is labelling round
+    ``N`` = one more than the label store's (``labels_dir``) latest round; selecting the same
+    batch again keeps its round number.
     """
     from modops.active.labelstudio import export_csv, import_tasks, labeling_config
     from modops.active.selection import select
@@ -1164,7 +1167,8 @@ def select_stage(
         pool_factor=cfg.pool_factor,
         seed=cfg.seed,
     )
-    out = out_dir or settings.state_dir.resolve() / "relabel" / f"day={day}" / f"model_version={version}"
+    out = out_dir or relabel_batch_dir(settings, day=day, model_version=version)
+    round_ = _round_of(out, labels_dir=labels_dir)
     out.mkdir(parents=True, exist_ok=True)
     urls = dict(
         zip(
@@ -1192,11 +1196,104 @@ def select_stage(
         "selected": len(picked),
         "scored": len(scored),
         "by_category": {str(k): int(v) for k, v in picked["category"].value_counts().sort_index().items()},
+        "round": round_,
         "out": str(out),
     }
     _write_json(out / "summary.json", summary)
     rep.log(
         f"select {day}: {summary['selected']} of {summary['scored']} images ({summary['strategy']}) -> "
-        f"{out}/tasks.json; import the reviewers' export with `modops labels import EXPORT --source reviewer --round N`"
+        f"{out}/tasks.json (round {round_}); import the reviewers' export with "
+        f"`modops relabel --day {day} --model-version {version}` or `modops labels import EXPORT --round {round_}`"
     )
     return summary
+
+
+def relabel_batch_dir(settings: Settings, *, day: str, model_version: str) -> Path:
+    """``relabel/day=D/model_version=V`` in the state folder: one review batch."""
+    return settings.state_dir.resolve() / "relabel" / f"day={day}" / f"model_version={model_version}"
+
+
+def _round_of(batch: Path, *, labels_dir: Path | None) -> int:
+    """The batch's labelling round: as recorded when it was first selected, else the next one."""
+    from modops.data.labelstore import LabelStore
+
+    summary = batch / "summary.json"
+    if summary.is_file() and "round" in (recorded := json.loads(summary.read_text())):
+        return int(recorded["round"])
+    if labels_dir is None:
+        return 1
+    events = LabelStore(labels_dir).events()
+    return int(events["round"].max()) + 1 if len(events) else 1
+
+
+def relabel_stage(
+    day: str,
+    *,
+    params_path: Path,
+    settings: Settings,
+    labels_dir: Path,
+    model_version: str | None = None,
+    batch_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Bring a review batch's decisions into the label store: labelling round ``N`` (``source: reviewer``).
+
+    The reviewer named by ``relabel.reviewer`` answers the batch's ``tasks.json``: Label
+    Studio's export at ``relabel.export`` (JSON, JSON_MIN or CSV), or the demo oracle. Its
+    answers are kept beside the batch (``export.json``) and appended to the label store as one
+    batch; importing the same answers again adds nothing. Returns ``waiting: true`` (and imports
+    nothing) while the reviewers' export has not arrived.
+    """
+    from modops.active.labelstudio import parse_export
+    from modops.active.reviewers import ReviewContext, get_reviewer
+    from modops.data.labelstore import LabelStore, events_from_frame
+    from modops.scoring.daily import parse_day
+
+    rep = reporter or NullReporter()
+    params = load_params(params_path)
+    cfg, labels = load_section(params, "relabel"), load_section(params, "labels")
+    day = parse_day(day).isoformat()
+    version = model_version or _champion_version(settings)
+    batch = batch_dir or relabel_batch_dir(settings, day=day, model_version=version)
+    if not (batch / "tasks.json").is_file():
+        raise StageError(f"no review batch at {batch}: run `modops select --day {day} --model-version {version}` first")
+    selected = json.loads((batch / "summary.json").read_text())
+    round_ = int(selected.get("round", 1))
+    export_path = cfg.export_for(batch=batch, day=day)
+    ctx = ReviewContext(
+        classes=labels.all,
+        confirmations=str(export_path),
+        source=cfg.truth_for(day) or "",
+        labels_file=cfg.labels_file,
+        # Decisions without a time get the batch's own (deterministic: a re-run imports nothing new).
+        when=pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1),
+    )
+    answers = get_reviewer(cfg.reviewer)(json.loads((batch / "tasks.json").read_text()), ctx)
+    base = {"day": day, "model_version": version, "round": round_, "reviewer": cfg.reviewer, "batch": str(batch)}
+    if answers is None:
+        rep.log(f"relabel {day}: waiting for the reviewers' export at {export_path}")
+        return {**base, "waiting": True, "imported": 0, "labelled": 0}
+    frame = answers if isinstance(answers, pd.DataFrame) else parse_export(answers)
+    if not export_path.is_file() and not isinstance(answers, pd.DataFrame):
+        # Answers no file holds (the demo oracle's): kept as the export a reviewer would have dropped.
+        atomic_write_text(batch / "export.json", json.dumps(answers, indent=1))
+    frame["who"] = frame["who"].fillna("unknown")
+    frame["when"] = pd.to_datetime(frame["when"], utc=True).fillna(ctx.when)
+    events = events_from_frame(frame, source="reviewer", who="who", when="when", round=round_)
+    store = LabelStore(labels_dir)
+    stored = store.append(events, source_name=f"reviewer-round{round_}", allowed_labels=labels.all)
+    result = {
+        **base,
+        "waiting": False,
+        "labelled": len(frame),
+        "imported": 0 if stored is None else stored.n_events,
+        "label_batch": None if stored is None else stored.name,
+        "by_label": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+        "label_version": store.version().id,
+    }
+    _write_json(batch / "import.json", result)
+    rep.log(
+        f"relabel {day}: round {round_}, {result['labelled']} decisions ({result['by_label']}), "
+        f"{result['imported']} new label events -> {labels_dir} (version {result['label_version']})"
+    )
+    return result

@@ -1,0 +1,149 @@
+"""Active-learning selection: how many violations each strategy finds for the same labelling budget.
+
+One run scores one unseen upload day (the demo generator, another seed than the training pool,
+optionally with ``--drift``: spam in a style the model never saw) with a trained model, then lets
+each strategy spend the same budget:
+
+- ``random``: the baseline (mean over ``--random-repeats`` seeds);
+- ``entropy``: the most uncertain class distributions;
+- ``band + loss + diversity``: modops' default (``select.strategy: confidence_band``): scores in
+  the confidence band, ranked by the loss head's predicted loss, spread by k-center greedy over
+  the embeddings;
+- ablations: ``band (central) + diversity`` (the band without the loss head) and ``loss`` (the
+  Learning-Loss paper's own rule: highest predicted loss anywhere).
+
+Reported per budget: positives (any violating category, ground truth from the generator) found
+per 1,000 labels, the ratio to random's, and recall reached (found / positives in the day).
+
+Run (after ``make demo``, whose candidate carries a loss head):
+``.venv/bin/python benchmarks/selection.py --model models/candidate [--images 4000 --drift]``.
+Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modops.active.selection import select
+from modops.config import load_params, load_section
+from modops.models.predictor import load_predictor
+from modops.runtime import resolve_runtime
+from modops.scoring.daily import score_uploads
+from modops.scoring.uploads import SourceReader
+
+
+def _day(root: Path, *, n: int, positive_rate: float, drift: bool, seed: int) -> pd.DataFrame:
+    """Write an upload day to ``root``; return its ground truth (``uri``, ``label``), labels file removed."""
+    from modops.demo import generate_pool
+
+    generate_pool(root, n_images=n, seed=seed, positive_rate=positive_rate, drift=drift, day=30)
+    truth = pd.read_csv(root / "labels.csv")[["path", "label"]].rename(columns={"path": "uri"})
+    (root / "labels.csv").unlink()  # real uploads come without labels
+    return truth
+
+
+def _strategies(*, low: float, high: float, pool_factor: int) -> dict[str, dict]:
+    band = {"strategy": "confidence_band", "low": low, "high": high, "pool_factor": pool_factor}
+    return {
+        "entropy": {"strategy": "entropy", "diversity": False},
+        "band + loss + diversity": {**band, "diversity": True},
+        "band (central) + diversity": {**band, "diversity": True, "no_loss": True},
+        "band + loss": {**band, "diversity": False},
+        "loss": {"strategy": "loss", "diversity": False},
+    }
+
+
+def _found(picked: pd.DataFrame, positive: dict[str, bool]) -> int:
+    return int(sum(positive[u] for u in picked["uri"]))
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg = load_section(load_params(args.params), "select")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "day"
+        truth = _day(root, n=args.images, positive_rate=args.positive_rate, drift=args.drift, seed=args.seed)
+        predictor = load_predictor(args.model, runtime=resolve_runtime("cpu", args.precision))
+        keys = sorted(truth["uri"])
+        scored = score_uploads(predictor, SourceReader(root), keys, batch_size=64).predictions
+    classes = predictor.spec.classes
+    positive = dict(zip(truth["uri"], truth["label"] != classes[0], strict=True))
+    total = int(sum(positive[u] for u in scored["uri"]))
+    has_loss = bool(np.isfinite(scored["predicted_loss"]).all())
+    rows = []
+    for budget in args.budgets:
+        rand = [
+            _found(select(scored, classes=classes, strategy="random", budget=budget, seed=s), positive)
+            for s in range(args.random_repeats)
+        ]
+        base = float(np.mean(rand)) / budget * 1000
+        rows.append(_row("random", budget, found=float(np.mean(rand)), n=budget, total=total, base=base))
+        for name, kw in _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor).items():
+            if not has_loss and (name == "loss" or "loss" in name.split(" + ")):
+                continue
+            frame = scored.assign(predicted_loss=np.nan) if kw.pop("no_loss", False) else scored
+            picked = select(frame, classes=classes, budget=budget, **kw)
+            rows.append(_row(name, budget, found=_found(picked, positive), n=len(picked), total=total, base=base))
+    return {
+        "model": str(args.model),
+        "images_scored": len(scored),
+        "positives": total,
+        "positive_rate": total / max(len(scored), 1),
+        "drift": args.drift,
+        "band": [cfg.low, cfg.high],
+        "loss_head": has_loss,
+        "rows": rows,
+    }
+
+
+def _row(name: str, budget: int, *, found: float, n: int, total: int, base: float) -> dict:
+    per_1000 = found / max(n, 1) * 1000
+    return {
+        "strategy": name,
+        "budget": budget,
+        "selected": n,
+        "positives_found": found,
+        "per_1000_labels": per_1000,
+        "x_random": per_1000 / base if base else float("inf"),
+        "recall": found / total if total else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/candidate"), help="a modops model folder")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="select: band and pool factor")
+    parser.add_argument("--images", type=int, default=4000)
+    parser.add_argument("--positive-rate", type=float, default=0.01)
+    parser.add_argument("--drift", action="store_true", help="the day's spam in a style the model never saw")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
+    parser.add_argument("--random-repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=11, help="seed of the upload day (not the pool's 0)")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selection.json"))
+    args = parser.parse_args()
+    if not (args.model / "model.json").is_file():
+        raise SystemExit(f"{args.model} is not a modops model folder: run `make demo` first, or pass --model DIR")
+    result = run(args)
+    print(
+        f"{result['images_scored']} uploads, {result['positives']} violations "
+        f"({result['positive_rate']:.2%}), drift={result['drift']}, band {result['band']}, "
+        f"loss head: {result['loss_head']}"
+    )
+    print(f"{'strategy':28} {'budget':>6} {'found':>7} {'per 1k':>7} {'x random':>9} {'recall':>7}")
+    for r in result["rows"]:
+        print(
+            f"{r['strategy']:28} {r['budget']:>6} {r['positives_found']:>7.1f} {r['per_1000_labels']:>7.1f} "
+            f"{r['x_random']:>8.2f}x {r['recall']:>7.1%}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
