@@ -269,3 +269,15 @@ def test_train_line_says_when_the_time_cap_shortened_the_epochs(tmp_path: Path, 
     (tmp_path / "models/train_metrics.json").write_text(json.dumps(metrics))
     report = task_report("train", skipped=False, duration_s=1.0, project=tmp_path)
     assert report["figure"] == "supervised model:cnn_small@128+cbam: val macro PR-AUC 0.500" + suffix
+
+
+def test_retrain_is_wanted_only_when_a_round_brought_labels(tmp_path):
+    from modops.orchestration import retrain_wanted
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert retrain_wanted({"labelled": 12}, project=tmp_path) is True
+    assert retrain_wanted({"labelled": 0}, project=tmp_path) is False
+    params["relabel"]["retrain"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert retrain_wanted({"labelled": 12}, project=tmp_path) is False
