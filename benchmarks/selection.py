@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> dict:
         truth = _day(root, n=args.images, positive_rate=args.positive_rate, drift=args.drift, seed=args.seed)
         predictor = load_predictor(args.model, runtime=resolve_runtime("cpu", args.precision))
         keys = sorted(truth["uri"])
-        scored = score_uploads(predictor, SourceReader(root), keys, batch_size=64).predictions
+        reader = SourceReader(str(root), max_bytes=predictor.spec.decode_limits.max_bytes)
+        scored = score_uploads(predictor, reader, keys, batch_size=64).predictions
     classes = predictor.spec.classes
     positive = dict(zip(truth["uri"], truth["label"] != classes[0], strict=True))
     total = int(sum(positive[u] for u in scored["uri"]))
