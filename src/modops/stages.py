@@ -860,7 +860,7 @@ def labels_status_stage(labels_dir: Path, *, as_of: str | None = None) -> dict:
 def labels_import_stage(export: Path, labels_dir: Path, *, source: str, round_: int, params_path: Path) -> dict:
     """Append a reviewers' export (Label Studio JSON / JSON_MIN / CSV) to the label store as a new batch."""
     from modops.active.labelstudio import parse_export, parse_export_csv
-    from modops.data.labelstore import LabelStore, events_from_frame
+    from modops.data.labelstore import LabelStore
 
     if not export.is_file():
         raise FileNotFoundError(f"no such export file: {export}")
@@ -868,12 +868,31 @@ def labels_import_stage(export: Path, labels_dir: Path, *, source: str, round_: 
     frame = parse_export_csv(export) if export.suffix.lower() == ".csv" else parse_export(export)
     if frame.empty:
         raise StageError(f"{export} holds no usable annotations (cancelled or empty ones are skipped)")
-    now = pd.Timestamp.now(tz="UTC")
-    frame["who"] = frame["who"].fillna("unknown") if "who" in frame else "unknown"
-    frame["when"] = pd.to_datetime(frame["when"], utc=True).fillna(now) if "when" in frame else now
-    events = events_from_frame(frame, source=source, who="who", when="when", round=round_)
-    batch = LabelStore(labels_dir).append(events, source_name=source, allowed_labels=labels.all)
+    batch = _append_decisions(
+        frame,
+        LabelStore(labels_dir),
+        source=source,
+        source_name=source,
+        round_=round_,
+        when=pd.Timestamp.now(tz="UTC"),
+        allowed=labels.all,
+    )
     return {"imported": 0 if batch is None else batch.n_events, "batch": None if batch is None else batch.name}
+
+
+def _append_decisions(frame: pd.DataFrame, store, *, source: str, source_name: str, round_: int, when, allowed):  # noqa: ANN001, ANN202
+    """Append parsed decisions (``image_id``, ``label``, optional ``who`` / ``when``) as one label batch.
+
+    A decision without a giver is ``unknown``'s, one without a time gets ``when``; returns the
+    new batch, or None when every decision is already stored.
+    """
+    from modops.data.labelstore import events_from_frame
+
+    frame = frame.copy()
+    frame["who"] = frame["who"].fillna("unknown") if "who" in frame else "unknown"
+    frame["when"] = pd.to_datetime(frame["when"], utc=True).fillna(when) if "when" in frame else when
+    events = events_from_frame(frame, source=source, who="who", when="when", round=round_)
+    return store.append(events, source_name=source_name, allowed_labels=allowed)
 
 
 def _champion_predictor(settings: Settings, *, device: str, precision: str):  # noqa: ANN202
@@ -1246,7 +1265,7 @@ def relabel_stage(
     """
     from modops.active.labelstudio import parse_export
     from modops.active.reviewers import ReviewContext, get_reviewer
-    from modops.data.labelstore import LabelStore, events_from_frame
+    from modops.data.labelstore import LabelStore
     from modops.scoring.daily import parse_day
 
     rep = reporter or NullReporter()
@@ -1277,11 +1296,16 @@ def relabel_stage(
     if not export_path.is_file() and not isinstance(answers, pd.DataFrame):
         # Answers no file holds (the demo oracle's): kept as the export a reviewer would have dropped.
         atomic_write_text(batch / "export.json", json.dumps(answers, indent=1))
-    frame["who"] = frame["who"].fillna("unknown")
-    frame["when"] = pd.to_datetime(frame["when"], utc=True).fillna(ctx.when)
-    events = events_from_frame(frame, source="reviewer", who="who", when="when", round=round_)
     store = LabelStore(labels_dir)
-    stored = store.append(events, source_name=f"reviewer-round{round_}", allowed_labels=labels.all)
+    stored = _append_decisions(
+        frame,
+        store,
+        source="reviewer",
+        source_name=f"reviewer-round{round_}",
+        round_=round_,
+        when=ctx.when,
+        allowed=labels.all,
+    )
     result = {
         **base,
         "waiting": False,
