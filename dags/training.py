@@ -16,6 +16,9 @@ Runs the training pipeline defined in `dvc.yaml`, **one DVC stage per task**, in
 - **publish**: pushes the outputs to the DVC remote (`MODOPS_DVC_REMOTE`, by default a folder in
   the state folder) and publishes the frozen holdout's pointer there, once, so every clone and
   worker judges models on the same holdout. Not a DVC stage: it changes nothing in the project.
+- **noise**: confident learning (cleanlab) on out-of-fold predictions flags likely mislabelled
+  train and val images: `data/noise/review.csv` for reviewers; training leaves them out or
+  draws them less often as `params.yaml: noise.action` says.
 - **train**: trains one candidate with the trainer and backbone named in `params.yaml`.
 - **evaluate**: scores the holdout: per-category metrics, thresholds, confidence intervals, plots.
 - **register**: applies the promotion gate and records the candidate in the MLflow registry.
@@ -30,7 +33,7 @@ order. The task log shows DVC's full output.
 **Where things land** (paths relative to the project folder; `dvc.yaml` is the reference):
 - `data/ingested/` manifest, quarantine table and ingest summary; images in `data/store/`.
 - `data/labels/` the label store (append-only event batches); `data/cold_start/` the retrieval
-  candidates, Label Studio tasks and precision at K.
+  candidates, Label Studio tasks and precision at K; `data/noise/` the noise check's issue list.
 - `reports/validation/` the validation report; `data/split/` and the frozen `data/holdout.parquet`.
 - `models/candidate/` the trained candidate, `models/train_metrics.json`.
 - `eval/metrics.json`, `eval/thresholds.json`, `eval/plots/` (`dvc metrics show`, `dvc plots show`).
@@ -62,6 +65,7 @@ _DISPLAY = {
     "validate": "Validate manifest",
     "cold_start": "Cold start (retrieval)",
     "split": "Split (frozen holdout)",
+    "noise": "Noise check (cleanlab)",
     "publish": "Publish to the DVC remote",
     "train": "Train candidate",
     "evaluate": "Evaluate on holdout",

@@ -94,7 +94,9 @@ def test_dvc_train_stage_depends_on_exactly_the_shared_keys_and_the_active_train
         for k, f in TrainConfig.model_fields.items()
         if not (isinstance(f.annotation, type) and k in TRAINERS)
     }
-    assert declared == {"labels", *shared, "train.${train.trainer}"}
+    # The noise check's action decides which train images are drawn: those three keys and no other.
+    noise = {"noise.enabled", "noise.action", "noise.weight"}
+    assert declared == {"labels", *shared, "train.${train.trainer}", *noise}
     for name in TRAINERS:
         assert name in TrainConfig.model_fields, f"trainer {name!r} needs its own train.{name} section"
 

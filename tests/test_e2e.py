@@ -57,6 +57,7 @@ def test_training_dag_end_to_end(tmp_path):
     )
     params["train"]["ohem_cascade"].update({"hard_examples": 64, "balanced_examples": 64})
     params["cold_start"].update({"steps": 20, "image_size": 32, "per_category": 10, "pool_negatives": 100})
+    params["noise"].update({"steps": 20, "image_size": 32, "folds": 3})
     params["evaluate"]["explain_examples"] = 2
     params["validate"]["min_count_per_class"] = 5
     # A 1-epoch model on 500 images: open the floors here; the gate logic has its own tests.
@@ -99,7 +100,7 @@ def test_training_dag_end_to_end(tmp_path):
     # A newcomer's screen: one line per task, not Airflow's internals (those go to a log file).
     shown = (run.stdout + run.stderr).strip().splitlines()
     assert len(shown) <= 12, "\n".join(shown)
-    for task in ("ingest", "validate", "cold_start", "split", "publish", "train", "evaluate", "register"):
+    for task in ("ingest", "validate", "cold_start", "split", "publish", "noise", "train", "evaluate", "register"):
         assert any(line.strip().startswith(task) for line in shown), (task, shown)
     assert "success" in shown[-1] and (tmp_path / "state" / "logs").is_dir()
 

@@ -61,7 +61,7 @@ def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_stages_are_the_training_pipeline() -> None:
-    assert STAGES == ("ingest", "validate", "cold_start", "split", "train", "evaluate", "register")
+    assert STAGES == ("ingest", "validate", "cold_start", "split", "noise", "train", "evaluate", "register")
 
 
 def test_unknown_stage_is_rejected_with_the_valid_names(tmp_path: Path) -> None:

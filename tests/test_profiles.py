@@ -21,7 +21,20 @@ from modops.scoring.batch import score_ids
 from modops.training import TrainData, get_trainer
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("labels", "ingest", "validate", "cold_start", "split", "train", "evaluate", "gate", "score", "select", "relabel")
+SECTIONS = (
+    "labels",
+    "ingest",
+    "validate",
+    "cold_start",
+    "split",
+    "noise",
+    "train",
+    "evaluate",
+    "gate",
+    "score",
+    "select",
+    "relabel",
+)
 
 
 @pytest.mark.parametrize("path", [REPO / "params.yaml", REPO / "profiles/production.yaml"], ids=["demo", "production"])

@@ -217,6 +217,25 @@ def split(
 
 @app.command()
 @handle_errors
+def noise(
+    splits: Annotated[Path, typer.Argument(help="splits.parquet")] = Path("data/split/splits.parquet"),
+    out: Annotated[Path, typer.Option("--out", help="folder for label_issues.parquet, review.csv")] = Path(
+        "data/noise"
+    ),
+    store: Annotated[Path, typer.Option("--store")] = Path("data/store"),
+    manifest: Annotated[
+        Path, typer.Option("--manifest", help="its folder's ingest summary has the decode limits")
+    ] = Path("data/ingested/manifest.parquet"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Flag likely mislabelled train/val images (cleanlab, out-of-fold) and write the review list."""
+    from modops.stages import noise_stage
+
+    noise_stage(splits, out, store_dir=store, manifest_path=manifest, params_path=params, reporter=_reporter())
+
+
+@app.command()
+@handle_errors
 def train(
     manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/ingested/manifest.parquet"),
     splits: Annotated[Path, typer.Option("--splits")] = Path("data/split/splits.parquet"),
@@ -225,6 +244,9 @@ def train(
     metrics: Annotated[Path, typer.Option("--metrics", help="training summary JSON")] = Path(
         "models/train_metrics.json"
     ),
+    issues: Annotated[
+        Path, typer.Option("--issues", help="the noise check's label_issues.parquet (params noise.action applies)")
+    ] = Path("data/noise/label_issues.parquet"),
     params: PARAMS = Path("params.yaml"),
     mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
 ) -> None:
@@ -239,6 +261,7 @@ def train(
         params_path=params,
         settings=load_settings() if mlflow else None,
         metrics_path=metrics,
+        issues_path=issues,
         reporter=_reporter(),
     )
 

@@ -35,6 +35,7 @@ __all__ = [
     "CombineConfig",
     "CascadeConfig",
     "TrainConfig",
+    "NoiseConfig",
     "ColdStartConfig",
     "EvaluateConfig",
     "CategoryFloors",
@@ -475,6 +476,65 @@ class ColdStartConfig(_Section):
     seed: int = 0
 
 
+class NoiseConfig(_Section):
+    """The noisy-label check before training (the ``noise`` stage; confident learning, cleanlab).
+
+    Every labelled train and val image is embedded by a small network (an embedder of
+    :data:`modops.active.embed.EMBEDDERS`, as in the cold start) and a multinomial logistic
+    regression predicts its class out of fold (``folds``-fold, stratified); cleanlab's
+    confident learning then flags the labels those predictions contradict.
+
+    Attributes:
+        enabled: Run the check (off: the stage writes an empty issue list).
+        embedder: A key of :data:`modops.active.embed.EMBEDDERS` (``seed_contrast`` needs no weights).
+        backbone, pretrained, weights_path, image_size, steps, batch_size, workers: The embedder's.
+        folds: Folds of the out-of-fold predictions (classes with fewer members use fewer folds).
+        filter_by: cleanlab's ``filter_by`` (``prune_by_noise_rate``, ``prune_by_class``, ``both``,
+            ``confident_learning``, ``predicted_neq_given``).
+        max_fraction: At most this fraction of any label's images is flagged (the lowest label
+            quality first): a weak embedder must not flag most of a rare category.
+        action: ``exclude`` drops flagged train images from training, ``downweight`` draws them
+            ``weight`` times as often, ``flag`` only writes the review list. Val images are
+            never changed (thresholds are chosen there): they go on the review list only.
+        weight: The sampling weight of a flagged image under ``downweight`` (0 < weight < 1).
+        seed: Seed of the embedder and the folds.
+    """
+
+    enabled: bool = True
+    embedder: str = "seed_contrast"
+    backbone: str = "cnn_small"
+    pretrained: Literal["none", "imagenet", "path"] = "none"
+    weights_path: str | None = None
+    image_size: int = Field(default=64, ge=32, le=1024)
+    steps: int = Field(default=150, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    workers: int = Field(default=1, ge=0)
+    folds: int = Field(default=5, ge=2)
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"] = (
+        "prune_by_noise_rate"
+    )
+    max_fraction: float = Field(default=0.1, gt=0, le=1)
+    action: Literal["exclude", "downweight", "flag"] = "flag"
+    weight: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+
+    def embedder_config(self) -> ColdStartConfig:
+        """The embedder's settings in the form :mod:`modops.active.embed` takes (no unlabelled negatives)."""
+        return ColdStartConfig(
+            embedder=self.embedder,
+            backbone=self.backbone,
+            pretrained=self.pretrained,
+            weights_path=self.weights_path,
+            image_size=self.image_size,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            pool_negatives=0,
+            workers=self.workers,
+            reviewer="none",
+            seed=self.seed,
+        )
+
+
 class ScoreConfig(_Section):
     """Daily batch scoring of uploads with the champion (``modops score``, the scoring DAG).
 
@@ -741,6 +801,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "validate": ValidateConfig,
     "split": SplitConfig,
     "cold_start": ColdStartConfig,
+    "noise": NoiseConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "gate": GateConfig,

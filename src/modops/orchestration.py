@@ -55,7 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The DVC stages of the training pipeline, in run order (the names in ``dvc.yaml``).
-STAGES: tuple[str, ...] = ("ingest", "validate", "cold_start", "split", "train", "evaluate", "register")
+STAGES: tuple[str, ...] = ("ingest", "validate", "cold_start", "split", "noise", "train", "evaluate", "register")
 #: The training DAG's tasks: the stages, plus ``publish`` (push outputs and the frozen holdout
 #: to the DVC remote) right after the holdout is frozen, before anything is judged on it.
 TASKS: tuple[str, ...] = (*STAGES[:4], "publish", *STAGES[4:])
@@ -244,6 +244,15 @@ def _figure_split(root: Path) -> str:
     return f"labels {s.get('id')}, holdout {s.get('holdout_hash')}" if s else ""
 
 
+def _figure_noise(root: Path) -> str:
+    s = _read_json(root / "data/noise/metrics.json")
+    if not s:
+        return ""
+    if not s.get("enabled", True):
+        return "off (noise.enabled: false)"
+    return f"{s['flagged']} of {s['checked']:,} labels flagged for review ({s.get('action')}): data/noise/review.csv"
+
+
 def _figure_train(root: Path) -> str:
     s = _read_json(root / "models/train_metrics.json")
     if not s:
@@ -274,6 +283,7 @@ _FIGURES = {
     "validate": _figure_validate,
     "cold_start": _figure_cold_start,
     "split": _figure_split,
+    "noise": _figure_noise,
     "train": _figure_train,
     "evaluate": _figure_evaluate,
     "register": _figure_register,

@@ -24,6 +24,7 @@ __all__ = [
     "ingest_stage",
     "validate_stage",
     "split_stage",
+    "noise_stage",
     "train_stage",
     "evaluate_stage",
     "register_stage",
@@ -216,6 +217,72 @@ def split_stage(
     return {"counts": counts, "created_holdout": result.created_holdout, "label_version": version.id}
 
 
+def noise_stage(
+    splits_path: Path,
+    out_dir: Path,
+    *,
+    store_dir: Path,
+    manifest_path: Path,
+    params_path: Path,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Flag likely mislabelled train and val images before training (confident learning).
+
+    Writes ``out_dir/label_issues.parquet`` (every checked image: given and suggested label,
+    label quality, ``issue``, split, label source), ``out_dir/review.csv`` (the flagged images,
+    lowest label quality first: the reviewers' list) and ``out_dir/metrics.json``. The holdout
+    is never checked here: its labels are frozen with it. With ``noise.enabled: false`` the
+    issue list is written empty, so training reads the same file either way.
+    """
+    from modops.active.noise import ISSUE_COLUMNS, check_labels
+    from modops.data.ingest import read_decode_limits
+
+    rep = reporter or NullReporter()
+    params = load_params(params_path)
+    labels, cfg = load_section(params, "labels"), load_section(params, "noise")
+    splits = pd.read_parquet(splits_path)
+    rows = splits[splits["split"].isin(["train", "val"]) & splits["label"].notna()].reset_index(drop=True)
+    unknown = sorted(set(rows["label"]) - set(labels.all))
+    if unknown:
+        raise StageError(
+            f"splits have labels {unknown} outside params labels {list(labels.all)}; re-run the split stage"
+        )
+    columns = [*ISSUE_COLUMNS, "split", "source"]
+    info: dict = {"enabled": cfg.enabled, "action": cfg.action}
+    if cfg.enabled and len(rows):
+        y = rows["label"].map({c: i for i, c in enumerate(labels.all)}).to_numpy(dtype=np.int64)
+        with rep.task("noise check", total=None):
+            try:
+                result = check_labels(
+                    ImageStore(store_dir),
+                    rows["image_id"].tolist(),
+                    y,
+                    classes=labels.all,
+                    cfg=cfg,
+                    limits=read_decode_limits(manifest_path.parent),
+                )
+            except ValueError as exc:
+                raise StageError(f"noise check: {exc}") from exc
+        issues = result.issues.assign(split=rows["split"].to_numpy(), source=rows["source"].to_numpy())[columns]
+        info.update(result.info)
+    else:
+        issues = pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).astype(
+            {"label_quality": "float64", "issue": bool}
+        )
+        info.update(checked=0, flagged=0, flagged_by_label={})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(out_dir / "label_issues.parquet", issues)
+    review = issues[issues["issue"]].sort_values(["label_quality", "image_id"])
+    atomic_write_text(out_dir / "review.csv", review.drop(columns="issue").to_csv(index=False))
+    info["flagged_by_split"] = {str(k): int(v) for k, v in review["split"].value_counts().sort_index().items()}
+    _write_json(out_dir / "metrics.json", info)
+    rep.log(
+        f"noise: {info['flagged']} of {info['checked']} labels flagged {info['flagged_by_label']} "
+        f"(action: {cfg.action}); review list -> {out_dir / 'review.csv'}"
+    )
+    return info
+
+
 def _frozen_holdout(
     holdout_path: Path, *, settings: Settings | None, manifest_ids: set[str]
 ) -> tuple[pd.DataFrame | None, str]:
@@ -272,12 +339,15 @@ def train_stage(
     params_path: Path,
     settings: Settings | None,
     metrics_path: Path | None = None,
+    issues_path: Path | None = None,
     reporter: Reporter | None = None,
 ) -> dict:
     """Train a candidate with the trainer named in params; log the run to MLflow when ``settings`` is given.
 
     Images stream from ``store_dir`` (nothing is preloaded); the model folder records the
-    label version of the split it was trained on.
+    label version of the split it was trained on. ``issues_path`` is the noise check's
+    ``label_issues.parquet``: flagged train images are left out or drawn less often, as
+    ``noise.action`` says.
     """
     from dataclasses import replace
 
@@ -295,11 +365,23 @@ def train_stage(
     train_ids, train_y = _split_rows(splits, "train", labels.all)
     val_ids, val_y = _split_rows(splits, "val", labels.all)
     unlabeled = splits.loc[splits["split"] == "unlabeled", "image_id"].tolist()
-    data = TrainData(ImageStore(store_dir), train_ids, train_y, val_ids, val_y, unlabeled, decode_limits=decode_limits)
+    train_ids, train_y, train_weight, noise = _apply_noise(
+        train_ids, train_y, issues_path=issues_path, cfg=load_section(params, "noise"), train_cfg=cfg
+    )
+    data = TrainData(
+        ImageStore(store_dir),
+        train_ids,
+        train_y,
+        val_ids,
+        val_y,
+        unlabeled,
+        decode_limits=decode_limits,
+        train_weight=train_weight,
+    )
     label_version = _label_version(splits_path)
     rep.log(
         f"train: {cfg.trainer}/{cfg.backbone}: {len(train_ids)} train, {len(val_ids)} val, {len(unlabeled)} unlabelled "
-        f"images; labels {label_version}"
+        f"images; labels {label_version}; noise check: {noise}"
     )
 
     def on_step(phase: str, done: int, total: int) -> None:
@@ -327,6 +409,7 @@ def train_stage(
         "n_train": len(train_ids),
         "n_val": len(val_ids),
         "n_unlabeled": len(unlabeled),
+        "noise": noise,
         "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history if h.get("phase") != "stage1")
         if result.kind == "cascade"
         else max(h["val_macro_pr_auc"] for h in result.history),
@@ -341,6 +424,41 @@ def train_stage(
         _write_json(metrics_path, summary)
     rep.log(f"train: {json.dumps(summary, default=str)}")
     return summary
+
+
+def _apply_noise(
+    ids: list[str],
+    y: np.ndarray,
+    *,
+    issues_path: Path | None,
+    cfg,
+    train_cfg,  # noqa: ANN001
+) -> tuple[list[str], np.ndarray, np.ndarray | None, dict]:
+    """The train split after the noise check: flagged images dropped (``exclude``) or weighted (``downweight``).
+
+    Returns ``(ids, y, weights or None, summary)``.
+    """
+    from modops.active.noise import sample_weights
+
+    if issues_path is None or not cfg.enabled:
+        return ids, y, None, {"action": "none"}
+    if not issues_path.is_file():
+        raise StageError(f"{issues_path} is missing: run the noise stage first (`modops noise`)")
+    issues = pd.read_parquet(issues_path)
+    flagged = set(issues.loc[issues["issue"], "image_id"])
+    hit = np.array([i in flagged for i in ids], dtype=bool)
+    summary = {"action": cfg.action, "flagged_in_train": int(hit.sum())}
+    if cfg.action == "exclude" and hit.any():
+        keep = ~hit
+        return [i for i, k in zip(ids, keep, strict=True) if k], y[keep], None, summary
+    if cfg.action == "downweight" and hit.any():
+        if train_cfg.sampling.priority != "none":
+            raise StageError(
+                "noise.action: downweight and train.sampling.priority: loss both set how often images are drawn; "
+                "set one of them to flag/none"
+            )
+        return ids, y, sample_weights(ids, issues, weight=cfg.weight), {**summary, "weight": cfg.weight}
+    return ids, y, None, summary
 
 
 def _pace_summary(pace: dict | None) -> dict[str, object]:

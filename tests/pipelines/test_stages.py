@@ -20,6 +20,7 @@ from modops.stages import (
     cold_start_stage,
     evaluate_stage,
     ingest_stage,
+    noise_stage,
     register_stage,
     split_stage,
     train_stage,
@@ -37,12 +38,14 @@ FAST_TRAIN = {
     "workers": 0,
 }
 FAST_COLD_START = {"steps": 20, "image_size": 32, "per_category": 10, "pool_negatives": 100, "workers": 0}
+FAST_NOISE = {"steps": 20, "image_size": 32, "workers": 0, "folds": 3, "action": "exclude", "max_fraction": 0.2}
 
 
 def _params(tmp_path: Path, name: str = "params.yaml", **overrides: dict) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(FAST_TRAIN)
     params["cold_start"].update(FAST_COLD_START)
+    params["noise"].update(FAST_NOISE)
     params["evaluate"].update({"workers": 0, "explain_examples": 2})
     params["validate"]["min_count_per_class"] = 5
     for section, values in overrides.items():
@@ -105,6 +108,22 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     assert set(evaluated["source"]) == {"upload"}  # seeds and retrieval labels train only
     assert split["label_version"].startswith("lv-")
 
+    noise = noise_stage(
+        d / "splits.parquet",
+        d / "noise",
+        store_dir=d / "store",
+        manifest_path=d / "ing/manifest.parquet",
+        params_path=params,
+    )
+    issues = pd.read_parquet(d / "noise/label_issues.parquet")
+    checked = splits[splits["split"].isin(["train", "val"]) & splits["label"].notna()]
+    assert set(issues["image_id"]) == set(checked["image_id"]) and noise["checked"] == len(issues)
+    assert not set(issues["image_id"]) & set(splits.loc[splits["split"] == "holdout", "image_id"])
+    review = pd.read_csv(d / "noise/review.csv")
+    assert len(review) == noise["flagged"] == issues["issue"].sum()
+    assert review["label_quality"].is_monotonic_increasing
+    for label, n in (issues.groupby("label")["issue"].sum()).items():  # the per-label cap
+        assert n <= -(-0.2 * (issues["label"] == label).sum() // 1)
     train = train_stage(
         d / "ing/manifest.parquet",
         d / "splits.parquet",
@@ -113,7 +132,11 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         params_path=params,
         settings=settings,
         metrics_path=d / "train.json",
+        issues_path=d / "noise/label_issues.parquet",
     )
+    flagged_train = issues[issues["issue"] & (issues["split"] == "train")]
+    assert train["noise"] == {"action": "exclude", "flagged_in_train": len(flagged_train)}
+    assert train["n_train"] == (checked["split"] == "train").sum() - len(flagged_train)
     assert train["mlflow_run_id"] and (d / "model/model.safetensors").is_file()
     assert json.loads((d / "model/model.json").read_text())["label_version"] == split["label_version"]
     metrics = evaluate_stage(

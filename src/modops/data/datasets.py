@@ -202,10 +202,27 @@ def class_weights(labels: np.ndarray | torch.Tensor, *, num_classes: int, cap: f
 
 
 def balanced_sampler(
-    labels: np.ndarray, *, num_classes: int, cap: float, num_samples: int, seed: int
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    cap: float,
+    num_samples: int,
+    seed: int,
+    item_weight: np.ndarray | None = None,
 ) -> WeightedRandomSampler:
-    """Draw ``num_samples`` items with replacement, each class weighted by :func:`class_weights`."""
-    w = class_weights(labels, num_classes=num_classes, cap=cap)[torch.as_tensor(labels)]
+    """Draw ``num_samples`` items with replacement, each class weighted by :func:`class_weights`.
+
+    ``item_weight`` (float [N], optional) shifts draws *within* each class (a down-weighted,
+    likely mislabelled image comes up less often) while every class keeps its share.
+    """
+    w = class_weights(labels, num_classes=num_classes, cap=cap)[torch.as_tensor(labels)].double()
+    if item_weight is not None:
+        iw = torch.as_tensor(np.asarray(item_weight, dtype=np.float64))
+        lab = torch.as_tensor(labels)
+        # Rescale each class's item weights to average 1: the class's total share is unchanged.
+        mean = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, lab, iw)
+        count = torch.bincount(lab, minlength=num_classes).double().clamp(min=1)
+        w = w * iw / (mean / count)[lab]
     return WeightedRandomSampler(
         w.double(), num_samples, replacement=True, generator=torch.Generator().manual_seed(seed)
     )

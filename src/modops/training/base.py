@@ -35,6 +35,9 @@ class TrainData:
         decode_limits: Byte and pixel caps and allowed formats every image is decoded under:
             the limits ingest enforced (:func:`modops.data.ingest.read_decode_limits`). An
             image outside them counts as unreadable, as a corrupt one does.
+        train_weight: Optional sampling weight of each training image, float [N] (the noise
+            check's ``downweight``: a likely mislabelled image is drawn less often within its
+            class); None = every image alike.
     """
 
     reader: ImageReader
@@ -44,10 +47,13 @@ class TrainData:
     val_y: np.ndarray
     unlabeled_ids: Sequence[str] = ()
     decode_limits: DecodeLimits = DecodeLimits()
+    train_weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.train_ids) != len(self.train_y) or len(self.val_ids) != len(self.val_y):
             raise ValueError("image ids and labels differ in length")
+        if self.train_weight is not None and len(self.train_weight) != len(self.train_ids):
+            raise ValueError("train_weight needs one weight per training image")
         if len(self.train_ids) == 0 or len(self.val_ids) == 0:
             raise ValueError("training needs non-empty train and val sets; check the split stage")
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 from modops.config import LossPredictionConfig, TrainConfig
 from modops.data.datasets import Batch, ImageReader, StoreDataset, balanced_sampler, class_weights, make_loader
@@ -113,14 +113,20 @@ def labelled_loader(
     runtime: Runtime,
     limits: DecodeLimits,
     memory: LossMemory | None = None,
+    item_weight: np.ndarray | None = None,
 ) -> DataLoader:
     """Augmented training batches: ``samples`` draws, class-balanced (capped) or uniform.
+
+    ``item_weight`` (float [N]) makes some images come up less often within their class (the
+    noise check's ``downweight``); it cannot be combined with a loss ``memory``.
 
     With a loss ``memory`` (``train.sampling.priority: loss``) images within a class are drawn
     by their recent loss (:class:`modops.training.sampling.PrioritySampler`). Images are
     decoded under ``limits`` (the ingest limits); one outside them comes as ``ok=False``.
     """
     dataset = StoreDataset(reader, ids, y, transform=TrainPreset(image_size, augment=cfg.augment, limits=limits))
+    if memory is not None and item_weight is not None:
+        raise ValueError("noise.action: downweight cannot be combined with train.sampling.priority: loss; pick one")
     if memory is not None:
         balanced = cfg.imbalance == "balanced_sampler"
         weight = class_weights(y, num_classes=num_classes, cap=cfg.max_positive_weight if balanced else 1.0)
@@ -136,7 +142,19 @@ def labelled_loader(
         )
     elif cfg.imbalance == "balanced_sampler":
         sampler = balanced_sampler(
-            y, num_classes=num_classes, cap=cfg.max_positive_weight, num_samples=samples, seed=seed
+            y,
+            num_classes=num_classes,
+            cap=cfg.max_positive_weight,
+            num_samples=samples,
+            seed=seed,
+            item_weight=item_weight,
+        )
+    elif item_weight is not None:
+        sampler = WeightedRandomSampler(
+            torch.as_tensor(np.asarray(item_weight, dtype=np.float64)),
+            samples,
+            replacement=True,
+            generator=torch.Generator().manual_seed(seed),
         )
     else:
         sampler = RandomSampler(

@@ -155,6 +155,7 @@ def train_mean_teacher(
             runtime=runtime,
             limits=data.decode_limits,
             memory=memory,
+            item_weight=data.train_weight,
         )
         for step, batch in enumerate(labelled, start=1):
             if step > pacer.steps:  # shortened to fit train.max_minutes

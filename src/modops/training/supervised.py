@@ -54,6 +54,8 @@ def fit_supervised(
 
     ``budget_s``: wall-clock budget of the fit (see :func:`modops.training.loop.fit`).
     """
+    # The noise check's sampling weights belong to the train split; a mined subset draws evenly.
+    item_weight = data.train_weight if ids is None else None
     ids = list(data.train_ids) if ids is None else ids
     y = np.asarray(data.train_y) if y is None else y
     net = new_network(cfg, num_classes=num_classes, backbone=backbone, image_size=image_size, runtime=runtime)
@@ -74,6 +76,7 @@ def fit_supervised(
             runtime=runtime,
             limits=data.decode_limits,
             memory=memory,
+            item_weight=item_weight,
         )
 
     def validate(model: nn.Module) -> dict[str, float]:
