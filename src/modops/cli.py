@@ -509,8 +509,9 @@ def dvc(ctx: typer.Context) -> None:
     """
     import subprocess
 
-    from modops.orchestration import project_dir
+    from modops.orchestration import prepare_project, project_dir
 
+    prepare_project(project_dir())
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), "DVC_NO_ANALYTICS": "true"}
     tool = Path(bin_dir) / "dvc"

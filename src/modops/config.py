@@ -97,6 +97,10 @@ class IngestConfig(_Section):
 
     source: str = "data/raw"
     labels_file: str = "labels.csv"
+    reviewed_source: str = Field(
+        default="data/reviewed",
+        description="uploads reviewers labelled after scoring (modops relabel copies them here); joins the pool",
+    )
     max_pixels: int = Field(default=40_000_000, gt=0)
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     min_side: int = Field(default=8, gt=0)

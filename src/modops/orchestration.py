@@ -186,6 +186,7 @@ def run_stage(
         "DVC_NO_ANALYTICS": "true",
         **(env or {}),
     }
+    prepare_project(root)
     cmd = [_venv_tool("dvc"), "repro", "--single-item", stage]
     log.info("stage %s: running %s in %s", stage, " ".join(cmd), root)
     started = time.monotonic()
@@ -210,6 +211,23 @@ def run_stage(
 
 #: Marks the one line per task that ``modops run-dag`` shows out of Airflow's output.
 STAGE_MARK = "modops-task:"
+
+
+def prepare_project(root: Path) -> None:
+    """Create the local reviewed-uploads folder (``ingest.reviewed_source``) when it does not exist yet.
+
+    Ingest depends on it in ``dvc.yaml``, and DVC refuses to run a stage whose dependency is
+    missing; an empty folder is the true state before the first relabel round.
+    """
+    from modops.config import load_params, load_section
+    from modops.data.sources import is_s3
+
+    params = root / "params.yaml"
+    if not params.is_file():
+        return
+    reviewed = load_section(load_params(params), "ingest").reviewed_source
+    if not is_s3(reviewed):
+        (root / reviewed).mkdir(parents=True, exist_ok=True)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def ingest_stage(
             cfg=cfg,
             s3_endpoint_url=settings.s3_endpoint_url,
             progress=advance,
+            reviewed_source=cfg.reviewed_source,
         )
     events = upload_events(read_manifest(out_dir / "manifest.parquet"))
     batch = LabelStore(labels_dir).write_batch(events, name="upload", replace=True, allowed_labels=labels.all)
@@ -1334,6 +1335,7 @@ def select_stage(
         "scored": len(scored),
         "by_category": {str(k): int(v) for k, v in picked["category"].value_counts().sort_index().items()},
         "round": round_,
+        "source": source,
         "out": str(out),
     }
     _write_json(out / "summary.json", summary)
@@ -1424,6 +1426,9 @@ def relabel_stage(
         when=ctx.when,
         allowed=labels.all,
     )
+    admitted = _admit_round(
+        frame, batch, selected=selected, params_path=params_path, settings=settings, day=day, version=version
+    )
     result = {
         **base,
         "waiting": False,
@@ -1432,10 +1437,45 @@ def relabel_stage(
         "label_batch": None if stored is None else stored.name,
         "by_label": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
         "label_version": store.version().id,
+        "admitted": admitted,
     }
     _write_json(batch / "import.json", result)
     rep.log(
         f"relabel {day}: round {round_}, {result['labelled']} decisions ({result['by_label']}), "
-        f"{result['imported']} new label events -> {labels_dir} (version {result['label_version']})"
+        f"{result['imported']} new label events -> {labels_dir} (version {result['label_version']}); "
+        f"images -> {admitted['dest']}: {admitted['written']} new, {admitted['present']} already there"
+        + (f", {len(admitted['failed'])} could not be copied (see import.json)" if admitted["failed"] else "")
     )
     return result
+
+
+def _admit_round(
+    frame: pd.DataFrame, batch: Path, *, selected: dict, params_path: Path, settings: Settings, day: str, version: str
+) -> dict:
+    """Copy the round's decided images into ``ingest.reviewed_source`` so the next ingest adds them to the pool.
+
+    A relative ``reviewed_source`` is taken from the project folder (where ``params_path`` is), as DVC does.
+    """
+    from modops.data.reviewed import admit_reviewed
+    from modops.data.sources import is_s3
+    from modops.scoring.daily import partition_dir
+
+    icfg = load_section(load_params(params_path), "ingest")
+    dest = icfg.reviewed_source
+    if not is_s3(dest) and not Path(dest).is_absolute():
+        dest = str(params_path.resolve().parent / dest)
+    source = selected.get("source")
+    if source is None:  # a batch selected before the source was recorded: the scored partition knows it
+        part = partition_dir(settings.prediction_log_dir, day=day, model_version=version)
+        source = json.loads((part / "summary.json").read_text())["source"]
+    picked = pd.read_parquet(batch / "selection.parquet", columns=["image_id", "uri"]).drop_duplicates("image_id")
+    decided = picked[picked["image_id"].isin(set(frame["image_id"]))]
+    summary = admit_reviewed(
+        decided["image_id"].tolist(),
+        decided["uri"].tolist(),
+        source=source,
+        dest=dest,
+        max_bytes=icfg.max_bytes,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+    return {**summary.to_dict(), "dest": icfg.reviewed_source}

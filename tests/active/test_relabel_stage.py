@@ -82,10 +82,14 @@ def test_a_round_waits_for_the_export_then_imports_it_once(tmp_path, uploads, mo
     assert set(events["source"]) == {"reviewer"} and set(events["round"]) == {1}
     assert set(events["who"]) == {"ana@example.com"} and set(events["label"]) == {"promo_spam"}
     assert sorted(events["image_id"]) == sorted(t["data"]["image_id"] for t in tasks)
+    # The decided images join the pool: copied, content-addressed, to ingest.reviewed_source.
+    copied = sorted(p.stem for p in (tmp_path / "data" / "reviewed").rglob("*.jpg"))
+    assert copied == sorted(events["image_id"]) and done["admitted"]["written"] == 4
 
     # Idempotent: the same export again adds nothing; selecting again keeps the batch's round.
     again = json.loads(_invoke("relabel", *common).output.splitlines()[-1])
     assert again["imported"] == 0 and len(LabelStore(labels).batches()) == 1
+    assert again["admitted"] == {**done["admitted"], "written": 0, "present": 4}
     _invoke("select", *common, "--log-dir", str(log), "--strategy", "entropy", "--budget", "4")
     assert json.loads((batch / "summary.json").read_text())["round"] == 1
     # The version before the round rebuilds exactly: nothing labelled.
@@ -151,3 +155,22 @@ def test_relabel_without_a_batch_says_what_to_run(tmp_path, monkeypatch):
         app, ["relabel", "--day", DAY, "--model-version", "3", "--params", str(REPO / "params.yaml")]
     )
     assert result.exit_code == 1 and "modops select --day 2026-12-01" in result.output
+
+
+def test_an_upload_changed_since_scoring_is_not_copied_and_says_why(tmp_path, uploads, monkeypatch):
+    monkeypatch.setenv("MODOPS_MODEL_NAME", "relabel-changed")
+    monkeypatch.setenv("MODOPS_STATE_DIR", str(tmp_path / "state"))
+    register_champion(tmp_path)
+    params, labels = _params(tmp_path), tmp_path / "labels"
+    log = _scored_day(tmp_path, uploads, params)
+    common = ["--day", DAY, "--labels", str(labels), "--params", str(params)]
+    out = tmp_path / "batch"
+    _invoke("select", *common, "--log-dir", str(log), "--budget", "6", "--strategy", "random", "--out", str(out))
+    (uploads / "u0.jpg").write_bytes(image_bytes(99))  # replaced after scoring
+    (uploads / "u1.jpg").unlink()  # gone
+    tasks = json.loads((out / "tasks.json").read_text())
+    (out / "export.json").write_text(json.dumps(_annotated(tasks, lambda t: "clean")))
+    done = json.loads(_invoke("relabel", *common, "--batch", str(out)).output.splitlines()[-1])
+    assert done["imported"] == 6  # every decision is kept in the label store
+    assert done["admitted"]["written"] == 4 and len(done["admitted"]["failed"]) == 2
+    assert any("changed since it was scored" in why for why in done["admitted"]["failed"].values())

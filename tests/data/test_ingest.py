@@ -165,3 +165,31 @@ def test_store_rejects_bad_ids_and_explains_missing(tmp_path):
         store.path("../etc/passwd")
     with pytest.raises(FileNotFoundError, match="modops ingest"):
         store.get("0" * 64)
+
+
+def test_reviewed_uploads_join_the_pool_and_a_copy_of_a_pool_file_is_a_duplicate(mixed_source, tmp_path):
+    from modops.data.ingest import REVIEWED_PREFIX
+
+    src, good, _ = mixed_source
+    reviewed = tmp_path / "reviewed"
+    (reviewed / "ab").mkdir(parents=True)
+    (reviewed / "ab" / "new.jpg").write_bytes(image_bytes(77))
+    (reviewed / "ab" / "again.jpg").write_bytes(good["good2.jpg"])  # reviewed after being uploaded twice
+    (reviewed / "ab" / "bad.jpg").write_bytes(b"junk")
+    summary = ingest(
+        str(src), tmp_path / "out", store=ImageStore(tmp_path / "store"), cfg=CFG, reviewed_source=str(reviewed)
+    )
+    m = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    q = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert summary.found == summary.ingested + summary.quarantined
+    assert (m["uri"] == f"{REVIEWED_PREFIX}ab/new.jpg").sum() == 1
+    assert m.loc[m["uri"] == f"{REVIEWED_PREFIX}ab/new.jpg", "label"].isna().all()  # labels live in the label store
+    assert "good2.jpg" in set(m["uri"])  # the pool's own path wins over the reviewed copy
+    dup = q.set_index("uri").loc[f"{REVIEWED_PREFIX}ab/again.jpg"]
+    assert dup["reason"] == "duplicate_content"
+    assert q.set_index("uri").loc[f"{REVIEWED_PREFIX}ab/bad.jpg", "reason"] == "not_an_image"
+    # No reviewed folder yet (before the first relabel round): the same as an empty one.
+    again = ingest(
+        str(src), tmp_path / "out2", store=ImageStore(tmp_path / "store"), cfg=CFG, reviewed_source=str(tmp_path / "no")
+    )
+    assert again.found == summary.found - 3

@@ -20,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,15 @@ import pandas as pd
 from modops.config import IngestConfig
 from modops.data.images import DecodeLimits, FileTooLargeError, QuarantineError, decode_image, describe_error
 from modops.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, empty_manifest
-from modops.data.sources import SourceItem, list_source, read_labels, read_uri
+from modops.data.sources import SourceItem, is_s3, list_source, read_labels, read_uri
 from modops.data.store import ImageStore, atomic_write_parquet, atomic_write_text
 
-__all__ = ["IngestSummary", "ingest", "read_decode_limits"]
+__all__ = ["REVIEWED_PREFIX", "IngestSummary", "ingest", "read_decode_limits"]
 
 SUMMARY_FILE = "ingest_summary.json"
+#: Manifest paths of images from the reviewed source start with this: no real upload path can
+#: (a source's own paths are relative, never starting with '@'), so the two never collide.
+REVIEWED_PREFIX = "@reviewed/"
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,9 @@ def ingest(
     now: pd.Timestamp | None = None,
     progress: Callable[[int], None] | None = None,
     on_found: Callable[[int], None] | None = None,
+    reviewed_source: str | None = None,
 ) -> IngestSummary:
-    """Ingest every file under ``source``.
+    """Ingest every file under ``source``, and under ``reviewed_source`` when given.
 
     Writes ``out_dir/manifest.parquet`` (one row per distinct image, sorted by ``image_id``),
     ``out_dir/quarantine.parquet`` (columns ``uri``, ``reason``, ``detail``, ``bytes``) and
@@ -161,14 +165,25 @@ def ingest(
         now: Timestamp recorded for images new to the store (default: current UTC time).
         progress: Called with the number of files just processed.
         on_found: Called once with the number of files found.
+        reviewed_source: Folder or ``s3://`` prefix of uploads that reviewers labelled after
+            scoring (``modops relabel`` copies them there); their labels are in the label
+            store, not in a labels file. A missing local folder means none yet. Their manifest
+            paths start with :data:`REVIEWED_PREFIX`; a copy of a ``source`` file is a duplicate.
 
     Returns:
         The run's counts.
     """
     items = list_source(source, exclude=(cfg.labels_file,), s3_endpoint_url=s3_endpoint_url)
+    extra = _reviewed_items(reviewed_source, s3_endpoint_url=s3_endpoint_url)
     if on_found:
-        on_found(len(items))
+        on_found(len(items) + len(extra))
     outcomes = _run_all(items, source, store=store, cfg=cfg, s3_endpoint_url=s3_endpoint_url, progress=progress)
+    if extra:
+        reviewed = _run_all(
+            extra, str(reviewed_source), store=store, cfg=cfg, s3_endpoint_url=s3_endpoint_url, progress=progress
+        )
+        outcomes += [replace(o, item=_prefixed(o.item)) for o in reviewed]
+    items = items + [_prefixed(i) for i in extra]
     labels = read_labels(source, cfg.labels_file, s3_endpoint_url=s3_endpoint_url)
     labelled_rels = set(labels["path"]) if labels is not None else set()
     good, bad = _dedupe(outcomes, prefer=labelled_rels)
@@ -200,6 +215,21 @@ def ingest(
     return summary
 
 
+def _reviewed_items(source: str | None, *, s3_endpoint_url: str | None) -> list[SourceItem]:
+    """The reviewed source's files; none when it is unset or a local folder that does not exist yet."""
+    if not source:
+        return []
+    if not is_s3(source) and not Path(source).exists():
+        return []
+    return list_source(source, s3_endpoint_url=s3_endpoint_url)
+
+
+def _prefixed(item: SourceItem) -> SourceItem:
+    """A reviewed file as the manifest records it: its path under :data:`REVIEWED_PREFIX`."""
+    uri = item.uri if is_s3(item.uri) else REVIEWED_PREFIX + item.uri
+    return SourceItem(uri=uri, rel=REVIEWED_PREFIX + item.rel)
+
+
 def read_decode_limits(out_dir: Path) -> DecodeLimits:
     """The decode limits the ingest run that wrote ``out_dir`` enforced (training records them in the model).
 
@@ -224,7 +254,9 @@ def _dedupe(outcomes: list[_Outcome], *, prefer: set[str]) -> tuple[list[_Outcom
     """
     good: dict[str, _Outcome] = {}
     bad: list[_Outcome] = []
-    for o in sorted(outcomes, key=lambda o: (o.item.rel not in prefer, o.item.rel)):
+    # A labelled path first, then the source's own paths before reviewed copies, then path order.
+    key = lambda o: (o.item.rel not in prefer, o.item.rel.startswith(REVIEWED_PREFIX), o.item.rel)  # noqa: E731
+    for o in sorted(outcomes, key=key):
         if o.reason is not None:
             bad.append(o)
         elif o.image_id in good:
