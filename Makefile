@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv browser demo test test-fast lint clean-state
+.PHONY: help venv browser demo demo-drift test test-fast lint clean-state
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champio
 		--positive-rate $(DEMO_POSITIVE_RATE) --labelled-fraction $(DEMO_LABELLED) --seeds-per-category $(DEMO_SEEDS)
 	modops run-dag modops_training
 	modops champion
+
+demo-drift: venv  ## after `make demo`: new spam style -> drift alert -> relabel round (asset-triggered) -> retrain -> gate
+	modops demo-drift
 
 test: venv browser  ## all tests, including the end-to-end DAG smoke run on the small pool
 	pytest -q

@@ -19,7 +19,8 @@ replaces the day's workspace run: every task is idempotent. A new champion write
 partition beside the old one. A failed task pages on-call after its last retry.
 
 Trigger for any day: `airflow dags trigger modops_scoring -c '{"day": "2026-12-02"}'`
-(`source` overrides `score.source`).
+(`source` overrides `score.source`; `model_version` scores with that registered version
+instead of the champion, e.g. a challenger in shadow).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _day() -> str:
 
 @task(task_display_name="Score the day's uploads")
 def score() -> dict:
-    return score_day(_day(), source=get_current_context()["params"].get("source"))
+    params = get_current_context()["params"]
+    return score_day(_day(), source=params.get("source"), model_version=params.get("model_version"))
 
 
 @task(task_display_name="Drift against the holdout")
@@ -78,6 +80,7 @@ def alert(verdict: dict) -> dict:
     params={
         "day": Param(None, type=["null", "string"], description="YYYY-MM-DD; default: the run's date"),
         "source": Param(None, type=["null", "string"], description="folder or s3:// prefix; default: score.source"),
+        "model_version": Param(None, type=["null", "string"], description="registered version; default: champion"),
     },
     default_args={
         "owner": "modops",

@@ -135,6 +135,65 @@ def demo_data(
     )
 
 
+@app.command("demo-drift")
+@handle_errors
+def demo_drift(
+    day: Annotated[str, typer.Option("--day", help="the later day, YYYY-MM-DD")] = "2026-12-01",
+    n_images: Annotated[int, typer.Option("--n-images", help="uploads that day", min=100)] = 3000,
+    positive_rate: Annotated[
+        float, typer.Option("--positive-rate", help="violations that day", min=0.01, max=0.5)
+    ] = 0.09,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    timeout_min: Annotated[float, typer.Option("--timeout-min", help="give up on the retraining after this")] = 40,
+) -> None:
+    """After `make demo`: a day of spam in a new style -> drift alert -> relabel round -> retrain -> gate."""
+    from modops.demo.drift_story import run_drift_story
+    from modops.orchestration import project_dir
+
+    rep = _reporter()
+    result = run_drift_story(
+        project_dir(),
+        settings=load_settings(),
+        day=day,
+        n_images=n_images,
+        positive_rate=positive_rate,
+        seed=seed,
+        timeout_s=timeout_min * 60,
+        reporter=rep,
+    )
+    from rich.console import Console
+
+    _print_story(result, console=Console())
+
+
+def _print_story(r: dict, *, console: Any) -> None:  # noqa: ANN401
+    """The story's figures, for the person who ran `make demo-drift`."""
+    console.print(f"[bold]on-call[/]: {r['alerts_received']} alert(s) delivered to the local receiver")
+    for text in r["alert_texts"][:2]:
+        console.print("  " + text.splitlines()[0])
+    if not r["runs"].get("drift"):
+        console.print("the day did not drift: no alert, no relabel round")
+        return
+    console.print(
+        f"[bold]relabel round {r['round']}[/]: {sum(r['round_labels'].values())} labels {r['round_labels']}, "
+        f"{r['round_new_style']} of them new-style spam; images into the pool: {r['admitted']}"
+    )
+    b, a = r["before"], r["after"]
+    console.print(
+        f"[bold]recall on the new style[/] (promo_spam: {', '.join(('vertical', 'qr'))}, {b['new_style']['n']} images "
+        f"the round did not label): v{b['version']} {b['new_style']['recall']:.2f} -> v{a['version']} "
+        f"{a['new_style']['recall']:.2f}; the day's promo_spam flag precision {b['new_style']['precision']:.2f} -> "
+        f"{a['new_style']['precision']:.2f}"
+    )
+    word = "PASSED: champion now v" + str(r["champion_after"]) if r["gate_passed"] else "FAILED: champion unchanged"
+    console.print(f"[bold]gate[/] on v{r['candidate_version']}: {word}")
+    for reason in r["gate_reasons"][:6]:
+        console.print(f"  - {reason}")
+    console.print(f"drift report: {r['report']}")
+    console.print(f"trend over days: .venv/bin/evidently ui --workspace {r['workspace']}")
+    console.print(f"review batch (Label Studio tasks, CSV): {r['batch']}")
+
+
 @app.command()
 @handle_errors
 def ingest(
@@ -319,6 +378,9 @@ def score(
     ] = None,
     day: Annotated[str, typer.Option("--day", help="the day scored, YYYY-MM-DD (the partition's key)")] = ...,
     log_dir: LOG_DIR = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="score with this registered version (default: champion)")
+    ] = None,
     params: PARAMS = Path("params.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="print the day's summary as JSON")] = False,
 ) -> None:
@@ -326,7 +388,13 @@ def score(
     from modops.stages import score_stage
 
     summary = score_stage(
-        source, day=day, params_path=params, settings=load_settings(), log_dir=log_dir, reporter=_reporter()
+        source,
+        day=day,
+        params_path=params,
+        settings=load_settings(),
+        log_dir=log_dir,
+        model_version=model_version,
+        reporter=_reporter(),
     )
     if as_json:
         print(json.dumps(summary))

@@ -662,10 +662,12 @@ def _in_project(root: Path, path: str) -> str:
     return str(root / path)
 
 
-def score_day(day: str, *, source: str | None = None, project: Path | None = None) -> dict[str, Any]:
-    """The scoring DAG's ``score`` task: the champion scores ``day``'s uploads (``modops score``).
+def score_day(
+    day: str, *, source: str | None = None, model_version: str | None = None, project: Path | None = None
+) -> dict[str, Any]:
+    """The scoring DAG's ``score`` task: the champion (or ``model_version``) scores ``day``'s uploads.
 
-    Idempotent: the day's partition for the champion's version is rewritten whole.
+    Idempotent: the day's partition for the model's version is rewritten whole.
     """
     from modops.config import load_params, load_section, load_settings
     from modops.stages import score_stage
@@ -674,7 +676,7 @@ def score_day(day: str, *, source: str | None = None, project: Path | None = Non
     params = root / "params.yaml"
     cfg = load_section(load_params(params), "score")
     src = _in_project(root, source or cfg.source_for(day))
-    summary = score_stage(src, day=day, params_path=params, settings=load_settings())
+    summary = score_stage(src, day=day, params_path=params, settings=load_settings(), model_version=model_version)
     log.info(
         "%s %s",
         STAGE_MARK,

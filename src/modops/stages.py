@@ -1033,6 +1033,7 @@ def score_stage(
     params_path: Path,
     settings: Settings,
     log_dir: Path | None = None,
+    model_version: str | None = None,
     reporter: Reporter | None = None,
 ) -> dict:
     """Score one day's uploads with the champion into the prediction log; returns the day's summary.
@@ -1040,6 +1041,8 @@ def score_stage(
     ``source`` is a folder or ``s3://`` prefix (default: ``score.source`` with ``{day}`` filled
     in); no labels file is needed. Every file is scored or quarantined with its reason. The
     partition (``day=D/model_version=V``) is rewritten whole, so re-running a day is idempotent.
+    ``model_version`` scores with that registered version instead of the champion (shadow
+    scoring a challenger, or a day scored before any version was promoted).
     """
     from modops.data.sources import list_source
     from modops.scoring.daily import parse_day, score_uploads, write_partition
@@ -1056,7 +1059,11 @@ def score_stage(
             f"the uploads of {day} are not there: source folder not found: {source} "
             "(pass SOURCE, or set score.source in params.yaml; {day} is replaced by the day)"
         ) from None
-    version, predictor = _champion_predictor(settings, device=cfg.device, precision=cfg.precision)
+    if model_version is None:
+        version, predictor = _champion_predictor(settings, device=cfg.device, precision=cfg.precision)
+    else:
+        version = str(model_version)
+        predictor = _version_predictor(settings, version, device=cfg.device, precision=cfg.precision)
     reader = SourceReader(
         source, max_bytes=predictor.spec.decode_limits.max_bytes, s3_endpoint_url=settings.s3_endpoint_url
     )

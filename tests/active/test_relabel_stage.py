@@ -20,7 +20,7 @@ DAY = "2026-12-01"
 
 def _params(tmp_path: Path, **relabel: object) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["relabel"].update(relabel)
+    params["relabel"].update({"reviewer": "label_studio", "truth_source": None, **relabel})
     out = tmp_path / "params.yaml"
     out.write_text(yaml.safe_dump(params))
     return out

@@ -74,6 +74,18 @@ _VARIANTS: dict[tuple[str, bool], dict[str, float]] = {
     ("disgusting", False): {"holes": 0.6, "lesions": 0.4},
     ("weapon", False): {"knife": 0.55, "pistol": 0.45},
 }
+
+
+def category_of(variant: str | None) -> str | None:
+    """The true label a generator variant renders (``"qr"`` -> ``"promo_spam"``); None for an unknown one."""
+    if variant in _CLEAN_VARIANTS:
+        return NEGATIVE
+    for (label, _), weights in _VARIANTS.items():
+        if variant in weights:
+            return label
+    return None
+
+
 # Which violation a hard negative is mistaken for, when a reviewer flags clean content.
 CONFUSED_WITH = {"text": "promo_spam", "texture": "disgusting", "tool": "weapon"}
 

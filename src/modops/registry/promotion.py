@@ -407,6 +407,16 @@ def _log_and_register(
         return str(mv.version), run.info.run_id
 
 
+def latest_version(name: str, *, client: MlflowClient | None = None) -> str | None:
+    """The newest registered version of ``name`` (whatever its gate said), or None when there is none."""
+    client = client or MlflowClient()
+    try:
+        versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+    except MlflowException as exc:
+        raise _registry_error(f"list the versions of '{name}'", exc) from exc
+    return str(max(versions)) if versions else None
+
+
 def previous_champion(name: str, current: str, *, client: MlflowClient) -> str | None:
     """The version ``champion`` pointed at before it last moved to ``current``.
 
