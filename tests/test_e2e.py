@@ -43,12 +43,8 @@ def _run(args: list[str], *, cwd: Path, env: dict, timeout: int = 900) -> subpro
     return done
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_training_dag_end_to_end(tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    _copy_repo(project)
+def small_params(project: Path) -> dict:
+    """The project's params.yaml shrunk for a 500-image pool: 32 px, one epoch, open gate floors."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"].update({"backbone": "cnn_small", "image_size": 32, "epochs": 1, "samples_per_epoch": 512})
     params["train"]["mean_teacher"]["max_unlabeled"] = 200
@@ -64,6 +60,16 @@ def test_training_dag_end_to_end(tmp_path):
     params["gate"].update(
         {"min_precision": 0.0, "min_recall": 0.0, "min_pr_auc": 0.0, "category_floors": {}, "min_support": 0}
     )
+    return params
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_training_dag_end_to_end(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    _copy_repo(project)
+    params = small_params(project)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {

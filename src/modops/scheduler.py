@@ -118,8 +118,10 @@ class LocalAirflow:
         raise TimeoutError(f"airflow api-server did not listen on port {self.port} within {timeout_s:g} s")
 
     def cli(self, *args: str, check: bool = True) -> str:
-        """``airflow <args>`` against the same database; returns its output."""
-        return run_airflow(list(args), settings=self.settings, project=self.project, check=check, log_file=None).stdout
+        """``airflow <args>`` against the same database; returns its output (also in ``cli.log``, not on screen)."""
+        return run_airflow(
+            list(args), settings=self.settings, project=self.project, check=check, log_file=self.log_dir / "cli.log"
+        ).stdout
 
     def wait_for_dags(self, dag_ids: Iterable[str], *, timeout_s: float = 180) -> None:
         """Wait until the DAG processor has parsed ``dag_ids`` into the database."""
