@@ -163,7 +163,7 @@ def demo_drift(
     )
     from rich.console import Console
 
-    _print_story(result, console=Console())
+    _print_story(result, console=Console(soft_wrap=True))
 
 
 def _print_story(r: dict, *, console: Any) -> None:  # noqa: ANN401
@@ -178,12 +178,15 @@ def _print_story(r: dict, *, console: Any) -> None:  # noqa: ANN401
         f"[bold]relabel round {r['round']}[/]: {sum(r['round_labels'].values())} labels {r['round_labels']}, "
         f"{r['round_new_style']} of them new-style spam; images into the pool: {r['admitted']}"
     )
-    b, a = r["before"], r["after"]
+    b, a = r["before"]["new_style"], r["after"]["new_style"]
+
+    def precision(x: dict) -> str:
+        return f"{x['precision']:.2f} ({x['flagged']} flags)" if x["flagged"] else "no flags"
+
     console.print(
-        f"[bold]recall on the new style[/] (promo_spam: {', '.join(('vertical', 'qr'))}, {b['new_style']['n']} images "
-        f"the round did not label): v{b['version']} {b['new_style']['recall']:.2f} -> v{a['version']} "
-        f"{a['new_style']['recall']:.2f}; the day's promo_spam flag precision {b['new_style']['precision']:.2f} -> "
-        f"{a['new_style']['precision']:.2f}"
+        f"[bold]recall on the new style[/] (promo_spam drawn as vertical banners and QR codes, {b['n']} images the "
+        f"round did not label): v{r['before']['version']} {b['recall']:.2f} -> v{r['after']['version']} "
+        f"{a['recall']:.2f}; promo_spam flag precision on those images' day {precision(b)} -> {precision(a)}"
     )
     word = "PASSED: champion now v" + str(r["champion_after"]) if r["gate_passed"] else "FAILED: champion unchanged"
     console.print(f"[bold]gate[/] on v{r['candidate_version']}: {word}")
