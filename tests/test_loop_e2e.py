@@ -48,7 +48,8 @@ def test_a_drifted_day_pages_on_call_and_its_relabel_round_retrains(tmp_path):
     _run([modops, "run-dag", "modops_training"], cwd=project, env=env, timeout=1500)
 
     story = _run(
-        [modops, "demo-drift", "--day", "2026-12-01", "--n-images", "400", "--positive-rate", "0.3", "--timeout-min", "20"],
+        [modops, "demo-drift", "--day", "2026-12-01", "--n-images", "400", "--positive-rate", "0.3",
+         "--timeout-min", "20"],
         cwd=project, env=env, timeout=1800,
     )  # fmt: skip
     result = json.loads((state / "demo_drift.json").read_text())
