@@ -611,6 +611,9 @@ class SelectConfig(_Section):
         high: Upper edge of the confidence band.
         diversity: Spread the batch over the embedding space (k-center greedy).
         pool_factor: Candidates per selected image that diversity chooses from.
+        novelty_fraction: Share of the budget spent first on the day's images farthest from the
+            reference (the version's holdout embeddings; core-set greedy), the rest by ``strategy``.
+            Needs the drift check's reference (``modops drift`` writes it); without it, 0.
         seed: Seed of ``random``.
         image_url_prefix: Prefix of the image URLs in the Label Studio tasks (local files storage).
     """
@@ -621,6 +624,7 @@ class SelectConfig(_Section):
     high: float = Field(default=0.8, gt=0, le=1)
     diversity: bool = True
     pool_factor: int = Field(default=4, ge=1)
+    novelty_fraction: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     image_url_prefix: str = "/data/local-files/?d="
 

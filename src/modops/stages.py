@@ -1301,6 +1301,9 @@ def select_stage(
     source = json.loads((partition_dir(log_dir, day=day, model_version=version) / "summary.json").read_text())["source"]
     p_cols = [c for c in scored.columns if c.startswith("p_")]
     classes = tuple(c[2:] for c in p_cols)
+    reference = _reference_rows(log_dir, version=version) if cfg.novelty_fraction else None
+    if cfg.novelty_fraction and reference is None:
+        rep.log(f"select {day}: no reference scores of v{version} yet (`modops drift` writes them): no novelty share")
     picked = select(
         scored,
         classes=classes,
@@ -1311,6 +1314,8 @@ def select_stage(
         diversity=cfg.diversity,
         pool_factor=cfg.pool_factor,
         seed=cfg.seed,
+        reference=reference,
+        novelty_fraction=cfg.novelty_fraction,
     )
     out = out_dir or relabel_batch_dir(settings, day=day, model_version=version)
     round_ = _round_of(out, labels_dir=labels_dir)
@@ -1341,6 +1346,7 @@ def select_stage(
         "selected": len(picked),
         "scored": len(scored),
         "by_category": {str(k): int(v) for k, v in picked["category"].value_counts().sort_index().items()},
+        "by_reason": {str(k): int(v) for k, v in picked["reason"].value_counts().sort_index().items()},
         "round": round_,
         "source": source,
         "out": str(out),
@@ -1352,6 +1358,14 @@ def select_stage(
         f"`modops relabel --day {day} --model-version {version}` or `modops labels import EXPORT --round {round_}`"
     )
     return summary
+
+
+def _reference_rows(log_dir: Path, *, version: str) -> pd.DataFrame | None:
+    """The version's holdout scores that the drift check cached (with their embeddings), or None."""
+    from modops.scoring.daily import reference_dir
+
+    path = reference_dir(log_dir, model_version=version) / "predictions.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def relabel_batch_dir(settings: Settings, *, day: str, model_version: str) -> Path:

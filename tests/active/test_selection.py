@@ -104,3 +104,25 @@ def test_loss_strategy_takes_the_highest_predicted_loss_anywhere():
 def test_loss_strategy_without_a_head_says_how_to_fix_it():
     with pytest.raises(ValueError, match="loss_prediction.enabled"):
         select(_log([0.5, 0.4]), classes=CLASSES, strategy="loss", budget=1)
+
+
+def test_the_novelty_share_takes_what_the_reference_never_showed_first():
+    rng = np.random.default_rng(0)
+    classes = ("clean", "spam")
+    ref = pd.DataFrame(rng.normal(0, 1, size=(300, 4)), columns=[f"emb_{i:02d}" for i in range(4)])
+    day = pd.DataFrame(rng.normal(0, 1, size=(200, 4)), columns=ref.columns)
+    away = rng.normal(0, 1, size=(10, 4))
+    day.loc[:9, ref.columns] += 12 * away / np.linalg.norm(away, axis=1, keepdims=True)  # ten kinds never seen
+    day["image_id"] = [f"i{n:03d}" for n in range(200)]
+    day["p_clean"] = rng.uniform(0.3, 0.7, 200)
+    day["p_spam"] = 1 - day["p_clean"]
+    picked = select(day, classes=classes, strategy="confidence_band", budget=20, reference=ref, novelty_fraction=0.5)
+    assert len(picked) == 20 and picked["image_id"].is_unique
+    novel = picked[picked["reason"] == "novelty"]
+    assert len(novel) == 10 and set(novel["image_id"]) == {f"i{n:03d}" for n in range(10)}
+    assert (picked["reason"] == "confidence_band").sum() == 10
+    # Without a reference the whole budget goes to the strategy.
+    plain = select(day, classes=classes, strategy="confidence_band", budget=20, novelty_fraction=0.5)
+    assert set(plain["reason"]) == {"confidence_band"} and len(plain) == 20
+    with pytest.raises(ValueError, match="novelty_fraction"):
+        select(day, classes=classes, strategy="random", budget=5, reference=ref, novelty_fraction=1.5)

@@ -12,6 +12,12 @@ it over the embedding space (k-center greedy) so a batch is not a pile of near-d
   loss-prediction head expects (``predicted_loss``, "Learning Loss for Active Learning", Yoo and
   Kweon 2019); a model without a head ranks the band most central first.
 - ``loss``: the paper's own rule, the highest predicted loss anywhere, no band.
+
+A drift-triggered round can spend part of its budget on **novelty** (``novelty_fraction``):
+the core-set greedy of Sener and Savarese (2018) seeded with the *reference* embeddings (what
+the model was judged on), so it first takes the day's images farthest from anything the model
+has seen, then spreads. A new spam style is by definition far from the reference; a model that
+does not recognise it scores it low, out of every confidence band.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["SELECTORS", "Priority", "k_center_greedy", "select"]
+__all__ = ["SELECTORS", "Priority", "k_center_greedy", "novelty_order", "select"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,41 @@ def k_center_greedy(points: np.ndarray, k: int, *, first: int = 0) -> np.ndarray
     return np.asarray(chosen)
 
 
+def _nearest_distance(points: np.ndarray, reference: np.ndarray, *, block: int = 1024) -> np.ndarray:
+    """Euclidean distance of each row of ``points`` [N, D] to its nearest row of ``reference`` [M, D], shape [N]."""
+    best = np.full(len(points), np.inf)
+    p2 = (points**2).sum(axis=1)[:, None]
+    for i in range(0, len(reference), block):
+        r = reference[i : i + block]
+        d2 = p2 - 2 * points @ r.T + (r**2).sum(axis=1)[None, :]
+        best = np.minimum(best, d2.min(axis=1))
+    return np.sqrt(np.clip(best, 0, None))
+
+
+def novelty_order(points: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` rows of ``points`` [N, D] by core-set greedy seeded with ``reference`` [M, D].
+
+    Each step takes the row farthest from the reference *and* from the rows already taken.
+
+    Returns:
+        ``(indices [k], distance to the reference and earlier picks when taken [k])``.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    dist = _nearest_distance(x, np.asarray(reference, dtype=np.float64))
+    chosen, gaps = [], []
+    for _ in range(min(k, len(x))):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        gaps.append(dist[nxt])
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+        dist[nxt] = -np.inf
+    return np.asarray(chosen, dtype=np.int64), np.asarray(gaps)
+
+
+def _emb_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(c for c in frame.columns if c.startswith("emb_"))
+
+
 def select(
     frame: pd.DataFrame,
     *,
@@ -120,6 +161,8 @@ def select(
     diversity: bool = True,
     pool_factor: int = 4,
     seed: int = 0,
+    reference: pd.DataFrame | None = None,
+    novelty_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """Choose at most ``budget`` rows of a prediction log for review.
 
@@ -133,10 +176,15 @@ def select(
             ``pool_factor x budget`` highest-priority candidates (``random`` never needs it).
         pool_factor: How many candidates per selected image diversity chooses from.
         seed: For ``random``.
+        reference: Rows the model was judged on (its holdout scores), with the same ``emb_*``
+            projection; needed for ``novelty_fraction``.
+        novelty_fraction: Share of the budget taken first by novelty (module docstring); the
+            strategy spends the rest on the other images.
 
     Returns:
-        The selected rows with ``category`` (what they were selected for), ``priority`` and
-        ``rank`` (1-based), ordered by rank; one row per image id.
+        The selected rows with ``category`` (what they were selected for), ``priority``,
+        ``reason`` (``novelty`` or the strategy) and ``rank`` (1-based), ordered by rank; one
+        row per image id.
 
     Raises:
         ValueError: For an unknown strategy (naming the known ones) or a negative budget.
@@ -147,17 +195,33 @@ def select(
         raise ValueError(f"budget must be >= 0, got {budget}")
     if not 0 <= low < high <= 1:
         raise ValueError(f"the confidence band needs 0 <= low < high <= 1, got [{low}, {high}]")
+    if not 0 <= novelty_fraction <= 1:
+        raise ValueError(f"novelty_fraction must be in [0, 1], got {novelty_fraction}")
     rows = frame.drop_duplicates("image_id").reset_index(drop=True)
     prio = SELECTORS[strategy](rows, classes=classes, low=low, high=high, seed=seed)
+    novel, gaps = _novel(rows, reference, k=round(novelty_fraction * budget))
     order = np.argsort(-prio.score, kind="stable")
-    order = order[np.isfinite(prio.score[order])]
-    if diversity and strategy != "random" and len(order) > budget:
-        pool = order[: budget * pool_factor]
-        emb = rows.loc[pool, sorted(c for c in rows.columns if c.startswith("emb_"))].to_numpy()
-        order = pool[k_center_greedy(emb, budget)] if emb.shape[1] else order
-    picked = order[:budget]
+    order = order[np.isfinite(prio.score[order]) & ~np.isin(order, novel)]
+    rest = budget - len(novel)
+    if diversity and strategy != "random" and len(order) > rest:
+        pool = order[: rest * pool_factor]
+        emb = rows.loc[pool, _emb_columns(rows)].to_numpy()
+        order = pool[k_center_greedy(emb, rest)] if emb.shape[1] and rest else order
+    picked = np.concatenate([novel, order[:rest]]).astype(np.int64)
     out = rows.loc[picked].copy()
     out["category"] = prio.category[picked]
-    out["priority"] = prio.score[picked]
+    out["priority"] = np.concatenate([gaps, prio.score[order[:rest]]])
+    out["reason"] = ["novelty"] * len(novel) + [strategy] * (len(picked) - len(novel))
     out["rank"] = np.arange(1, len(out) + 1)
     return out.reset_index(drop=True)
+
+
+def _novel(rows: pd.DataFrame, reference: pd.DataFrame | None, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The novelty share's row indices and their distances; none without a reference or a budget for it."""
+    columns = _emb_columns(rows)
+    if k <= 0 or reference is None or not len(reference) or not columns:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    missing = sorted(set(columns) - set(reference.columns))
+    if missing:
+        raise ValueError(f"the reference lacks the day's embedding columns {missing[:3]}: score both with one version")
+    return novelty_order(rows[columns].to_numpy(), reference[columns].to_numpy(), k)
