@@ -83,8 +83,9 @@ def style_recall(
         exclude: Image ids left out (the relabel round's own images).
 
     Returns:
-        ``recall`` (of the style's images, flagged as ``category``), ``n`` (how many), and ``precision``
-        of the category's flag over the same images' day (``flagged`` of them).
+        ``n`` (the style's images), ``recall`` (share of them flagged as ``category``), ``flagged``
+        (all the day's images flagged as ``category``, outside ``exclude``) and ``precision`` (share
+        of those whose true label is ``category``).
     """
     rows = predictions[~predictions["image_id"].isin(exclude)]
     variant = rows["uri"].map(variants)
@@ -156,7 +157,7 @@ def run_drift_story(
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
     }
     if runs["drift"]:
-        result.update(_before_after(project, settings=settings, day=day, version=version, variants=variants, rep=rep))
+        result.update(_before_after(project, settings=settings, day=day, version=version, variants=variants))
     (settings.state_dir / "demo_drift.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
@@ -228,7 +229,7 @@ def _verdict(settings: Settings, *, day: str, version: str) -> dict[str, Any]:
 
 
 def _before_after(
-    project: Path, *, settings: Settings, day: str, version: str, variants: dict[str, str], rep: Reporter
+    project: Path, *, settings: Settings, day: str, version: str, variants: dict[str, str]
 ) -> dict[str, Any]:
     """The retrained candidate's gate verdict and both versions' recall on the new style (round's images excluded)."""
     from modops.scoring.daily import read_partition
