@@ -870,9 +870,10 @@ def publish(
 @handle_errors
 def pull() -> None:
     """Fetch every output (and the published holdout) from the DVC remote into this clone."""
-    from modops.orchestration import project_dir
+    from modops.orchestration import prepare_project, project_dir
     from modops.remote import pull as pull_outputs
 
+    prepare_project(project_dir())  # the (empty) reviewed-uploads folder ingest depends on
     try:
         line = pull_outputs(load_settings(), project=project_dir())
     except RuntimeError as exc:
