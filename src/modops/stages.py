@@ -241,6 +241,8 @@ def noise_stage(
     rep = reporter or NullReporter()
     params = load_params(params_path)
     labels, cfg = load_section(params, "labels"), load_section(params, "noise")
+    if not splits_path.is_file():
+        raise StageError(f"{splits_path} is missing: run the split stage first (`modops split`)")
     splits = pd.read_parquet(splits_path)
     rows = splits[splits["split"].isin(["train", "val"]) & splits["label"].notna()].reset_index(drop=True)
     unknown = sorted(set(rows["label"]) - set(labels.all))
