@@ -9,11 +9,13 @@ included, from the files on disk:
   decode per file that also yields the image properties), decoding in the main process;
 - ``batched bf16``: the same with bf16 autocast (CPUs with AVX512-BF16 or AMX only);
 - ``+ N workers``: decoding in DataLoader workers while the main process runs the model;
-- ``torch.compile`` (``--compile``): the network compiled (compile time reported apart).
+- ``onnxruntime fp32``: the same path with the predictor wrapped by
+  :func:`modops.scoring.engines.create_engine` (``"onnx"``): the network exported once
+  (export time reported apart) and run by ONNX Runtime with ``--ort-threads`` intra-op threads
+  (0 = the process's CPU count), alone and beside decode workers;
+- ``torch.compile`` (``--compile``): the ``"compile"`` engine (compile time reported apart).
 
-ONNX Runtime is not measured: it is not a dependency of modops (yet).
-
-Run: ``.venv/bin/python benchmarks/scoring.py [--images 1024 --batch-size 32 --compile]``.
+Run: ``.venv/bin/python benchmarks/scoring.py [--images 1024 --batch-size 32 --ort-threads 0 --compile]``.
 Each variant runs ``--repeats`` times and the fastest counts (a shared 2-core machine is noisy).
 Prints a table and writes JSON (``--out``). Ratios are against ``naive`` measured in the same run.
 """
@@ -32,9 +34,10 @@ import torch
 from modops.data.images import open_rgb
 from modops.data.sources import list_source
 from modops.models import MemberSpec, ModelSpec, create_model
-from modops.models.predictor import SingleModel
+from modops.models.predictor import Predictor, SingleModel
 from modops.runtime import cpu_supports_bf16, resolve_runtime
 from modops.scoring.daily import score_uploads
+from modops.scoring.engines import create_engine, default_threads
 from modops.scoring.uploads import SourceReader
 
 CLASSES = ("clean", "promo_spam", "disgusting", "weapon")
@@ -48,14 +51,11 @@ def _folder(root: Path, n: int) -> Path:
     return root
 
 
-def _predictor(precision: str, *, compile_net: bool = False) -> SingleModel:
+def _predictor(precision: str) -> SingleModel:
     torch.manual_seed(0)
     net = create_model("cnn_small", num_classes=len(CLASSES), cbam=True).eval()
     spec = ModelSpec(CLASSES, (MemberSpec("model", "cnn_small", 128),), thresholds={c: 0.5 for c in CLASSES[1:]})
-    predictor = SingleModel(spec, net, runtime=resolve_runtime("cpu", precision))
-    if compile_net:
-        predictor.member.net = torch.compile(predictor.member.net)
-    return predictor
+    return SingleModel(spec, net, runtime=resolve_runtime("cpu", precision))
 
 
 def _naive(folder: Path, uris: list[str]) -> float:
@@ -74,7 +74,7 @@ def _naive(folder: Path, uris: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def _ours(folder: Path, uris: list[str], predictor: SingleModel, *, workers: int, batch_size: int) -> float:
+def _ours(folder: Path, uris: list[str], predictor: Predictor, *, workers: int, batch_size: int) -> float:
     reader = SourceReader(str(folder), max_bytes=predictor.spec.decode_limits.max_bytes)
     started = time.perf_counter()
     scored = score_uploads(predictor, reader, uris, min_side=8, batch_size=batch_size, workers=workers)
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2, help="runs per variant; the fastest counts")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--ort-threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = CPU count)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scoring.json"))
     args = parser.parse_args()
@@ -112,10 +113,20 @@ def main() -> None:
             rows[name] = min(
                 _ours(folder, uris, predictor, workers=workers, batch_size=args.batch_size) for _ in range(args.repeats)
             )
+        ort_threads = args.ort_threads or default_threads()
+        started = time.perf_counter()
+        engine = create_engine("onnx", _predictor("fp32"), workdir=Path(tmp) / "onnx", threads=ort_threads)
+        export_s = time.perf_counter() - started
+        _ours(folder, uris[:64], engine, workers=0, batch_size=64)  # first runs allocate ONNX Runtime's arenas
+        for workers in (0, 1, 2):
+            name = "onnxruntime fp32" + (f" + {workers} worker{'s' * (workers > 1)}" if workers else "")
+            rows[name] = min(
+                _ours(folder, uris, engine, workers=workers, batch_size=args.batch_size) for _ in range(args.repeats)
+            )
         compile_s = None
         if args.compile:
             precision = "bf16" if bf16 else "fp32"
-            predictor = _predictor(precision, compile_net=True)
+            predictor = create_engine("compile", _predictor(precision))
             started = time.perf_counter()
             _ours(folder, uris[: args.batch_size], predictor, workers=0, batch_size=args.batch_size)
             compile_s = time.perf_counter() - started
@@ -128,16 +139,22 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "bf16": bf16,
+        "onnx_threads": ort_threads,
+        "onnx_export_s": round(export_s, 2),
         "compile_warmup_s": compile_s,
         "variants": {
             k: {"seconds": round(v, 2), "img_per_s": round(len(uris) / v, 1), "x_naive": round(base / v, 2)}
             for k, v in rows.items()
         },  # noqa: E501
     }
-    print(f"{len(uris)} images, {result['threads']} threads, bf16 {'yes' if bf16 else 'no'}")
+    print(
+        f"{len(uris)} images, {result['threads']} torch threads, {ort_threads} ONNX Runtime threads, "
+        f"bf16 {'yes' if bf16 else 'no'}"
+    )
     print(f"{'variant':<40} {'img/s':>8} {'x naive':>8}")
     for name, r in result["variants"].items():
         print(f"{name:<40} {r['img_per_s']:>8} {r['x_naive']:>8}")
+    print(f"ONNX export + session start: {export_s:.1f} s (not counted above)")
     if compile_s is not None:
         print(f"torch.compile warm-up: {compile_s:.1f} s (not counted above)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,19 @@ each strategy spend the same budget:
   the confidence band, ranked by the loss head's predicted loss, spread by k-center greedy over
   the embeddings;
 - ablations: ``band (central) + diversity`` (the band without the loss head) and ``loss`` (the
-  Learning-Loss paper's own rule: highest predicted loss anywhere).
+  Learning-Loss paper's own rule: highest predicted loss anywhere);
+- the novelty share (``select.novelty_fraction``): ``band + loss + diversity + novelty F`` spends
+  the share ``F`` of the budget first on the day's images farthest from the reference embeddings
+  (core-set greedy seeded with them), the rest as the default; ``novelty only`` is ``F = 1``.
+  The reference is the model's scores on the holdout, computed as ``modops drift`` computes
+  its reference (the holdout of ``--splits`` read from ``--store``, the ``score`` section's
+  projection), or read from ``--reference`` (the ``predictions.parquet`` that ``modops drift``
+  cached for this very model).
 
 Reported per budget: positives (any violating category, ground truth from the generator) found
 per 1,000 labels, the ratio to random's, and recall reached (found / positives in the day).
 
-Run (after ``make demo``, whose candidate carries a loss head):
+Run (after ``make demo``, whose candidate carries a loss head and whose split holds the holdout):
 ``.venv/bin/python benchmarks/selection.py --model models/candidate [--images 4000 --drift]``.
 Prints a table and writes JSON (``--out``).
 """
@@ -25,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +41,8 @@ import pandas as pd
 
 from modops.active.selection import select
 from modops.config import load_params, load_section
-from modops.models.predictor import load_predictor
+from modops.data.store import ImageStore
+from modops.models.predictor import Predictor, load_predictor
 from modops.runtime import resolve_runtime
 from modops.scoring.daily import score_uploads
 from modops.scoring.uploads import SourceReader
@@ -48,15 +58,36 @@ def _day(root: Path, *, n: int, positive_rate: float, drift: bool, seed: int) ->
     return truth
 
 
-def _strategies(*, low: float, high: float, pool_factor: int) -> dict[str, dict]:
+def _reference(predictor: Predictor, *, splits: Path, store: Path, embedding_dims: int, seed: int) -> pd.DataFrame:
+    """The model's scores on the holdout (rows with ``emb_*`` [N, embedding_dims]), as drift's reference.
+
+    Same call as ``modops drift`` makes (``modops.stages._reference``): every holdout image of
+    ``splits`` read from the image store, projected with the ``score`` section's dims and seed.
+    """
+    split = pd.read_parquet(splits, columns=["image_id", "split"])
+    ids = sorted(split.loc[split["split"] == "holdout", "image_id"])
+    if not ids:
+        raise SystemExit(f"{splits} has no holdout rows: run `make demo` first, or pass --reference")
+    scored = score_uploads(predictor, ImageStore(store), ids, batch_size=64, embedding_dims=embedding_dims, seed=seed)
+    if len(scored.quarantine):
+        raise SystemExit(f"{len(scored.quarantine)} holdout image(s) unreadable in {store}: run `modops pull`")
+    return scored.predictions
+
+
+def _strategies(*, low: float, high: float, pool_factor: int, novelty: Sequence[float]) -> dict[str, dict]:
+    """Name -> keyword arguments of :func:`select` (``no_loss``: hide the loss head's scores)."""
     band = {"strategy": "confidence_band", "low": low, "high": high, "pool_factor": pool_factor}
-    return {
+    out = {
         "entropy": {"strategy": "entropy", "diversity": False},
         "band + loss + diversity": {**band, "diversity": True},
         "band (central) + diversity": {**band, "diversity": True, "no_loss": True},
         "band + loss": {**band, "diversity": False},
         "loss": {"strategy": "loss", "diversity": False},
     }
+    for fraction in novelty:
+        name = "novelty only" if fraction == 1 else f"band + loss + diversity + novelty {fraction:g}"
+        out[name] = {**band, "diversity": True, "novelty_fraction": fraction}
+    return out
 
 
 def _found(picked: pd.DataFrame, positive: dict[str, bool]) -> int:
@@ -64,14 +95,26 @@ def _found(picked: pd.DataFrame, positive: dict[str, bool]) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    cfg = load_section(load_params(args.params), "select")
+    params = load_params(args.params)
+    cfg, score_cfg = load_section(params, "select"), load_section(params, "score")
+    projection = {"embedding_dims": score_cfg.embedding_dims, "seed": score_cfg.seed}  # as days and reference
+    predictor = load_predictor(args.model, runtime=resolve_runtime("cpu", args.precision))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "day"
         truth = _day(root, n=args.images, positive_rate=args.positive_rate, drift=args.drift, seed=args.seed)
-        predictor = load_predictor(args.model, runtime=resolve_runtime("cpu", args.precision))
         keys = sorted(truth["uri"])
         reader = SourceReader(str(root), max_bytes=predictor.spec.decode_limits.max_bytes)
-        scored = score_uploads(predictor, reader, keys, batch_size=64).predictions
+        start = time.perf_counter()
+        scored = score_uploads(predictor, reader, keys, batch_size=64, **projection).predictions
+        day_s = time.perf_counter() - start
+    start = time.perf_counter()
+    if not args.novelty:
+        reference = None
+    elif args.reference is not None:
+        reference = pd.read_parquet(args.reference)
+    else:
+        reference = _reference(predictor, splits=args.splits, store=args.store, **projection)
+    reference_s = time.perf_counter() - start
     classes = predictor.spec.classes
     positive = dict(zip(truth["uri"], truth["label"] != classes[0], strict=True))
     total = int(sum(positive[u] for u in scored["uri"]))
@@ -84,11 +127,13 @@ def run(args: argparse.Namespace) -> dict:
         ]
         base = float(np.mean(rand)) / budget * 1000
         rows.append(_row("random", budget, found=float(np.mean(rand)), n=budget, total=total, base=base))
-        for name, kw in _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor).items():
+        strategies = _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor, novelty=args.novelty)
+        for name, kw in strategies.items():
             if not has_loss and (name == "loss" or "loss" in name.split(" + ")):
                 continue
             frame = scored.assign(predicted_loss=np.nan) if kw.pop("no_loss", False) else scored
-            picked = select(frame, classes=classes, budget=budget, **kw)
+            novel = {"reference": reference} if kw.get("novelty_fraction") else {}
+            picked = select(frame, classes=classes, budget=budget, **kw, **novel)
             rows.append(_row(name, budget, found=_found(picked, positive), n=len(picked), total=total, base=base))
     return {
         "model": str(args.model),
@@ -98,6 +143,8 @@ def run(args: argparse.Namespace) -> dict:
         "drift": args.drift,
         "band": [cfg.low, cfg.high],
         "loss_head": has_loss,
+        "reference_rows": 0 if reference is None else len(reference),
+        "seconds": {"score_day": round(day_s, 1), "reference": round(reference_s, 1)},
         "rows": rows,
     }
 
@@ -126,6 +173,12 @@ def main() -> None:
     parser.add_argument("--random-repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=11, help="seed of the upload day (not the pool's 0)")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--novelty", type=float, nargs="*", default=[0.5, 1.0], help="novelty shares to compare (none: skip)"
+    )
+    parser.add_argument("--splits", type=Path, default=Path("data/split/splits.parquet"), help="holdout: reference")
+    parser.add_argument("--store", type=Path, default=Path("data/store"), help="the image store (holdout images)")
+    parser.add_argument("--reference", type=Path, help="this model's holdout scores, as `modops drift` cached them")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selection.json"))
     args = parser.parse_args()
     if not (args.model / "model.json").is_file():
@@ -134,12 +187,12 @@ def main() -> None:
     print(
         f"{result['images_scored']} uploads, {result['positives']} violations "
         f"({result['positive_rate']:.2%}), drift={result['drift']}, band {result['band']}, "
-        f"loss head: {result['loss_head']}"
+        f"loss head: {result['loss_head']}, reference: {result['reference_rows']} holdout rows"
     )
-    print(f"{'strategy':28} {'budget':>6} {'found':>7} {'per 1k':>7} {'x random':>9} {'recall':>7}")
+    print(f"{'strategy':44} {'budget':>6} {'found':>7} {'per 1k':>7} {'x random':>9} {'recall':>7}")
     for r in result["rows"]:
         print(
-            f"{r['strategy']:28} {r['budget']:>6} {r['positives_found']:>7.1f} {r['per_1000_labels']:>7.1f} "
+            f"{r['strategy']:44} {r['budget']:>6} {r['positives_found']:>7.1f} {r['per_1000_labels']:>7.1f} "
             f"{r['x_random']:>8.2f}x {r['recall']:>7.1%}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -881,6 +881,87 @@ def pull() -> None:
     _reporter().log(f"pull: {line}")
 
 
+@app.command("serve")
+@handle_errors
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8080,
+    model: Annotated[
+        str | None, typer.Option("--model", help="champion | latest | a version (default: moderate.model)")
+    ] = None,
+    db_url: Annotated[
+        str | None, typer.Option("--db-url", help="review DB URL (default: MODOPS_REVIEW_DB_URL)")
+    ] = None,
+    labels_dir: LABELS_DIR = Path("data/labels"),
+    params: PARAMS = Path("params.yaml"),
+) -> None:
+    """Serve the moderation API and the reviewer page over the registered model (Ctrl-C stops)."""
+    from modops.moderation.run import build_service, serve
+
+    service = build_service(load_settings(), params_path=params, labels_dir=labels_dir, model=model, db_url=db_url)
+    serve(service, host=host, port=port)
+
+
+class Role(enum.StrEnum):
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+reviewers_app = typer.Typer(help="Reviewers of the moderation service: API tokens and roles.", no_args_is_help=True)
+app.add_typer(reviewers_app, name="reviewers")
+DB_URL = Annotated[str | None, typer.Option("--db-url", help="review DB URL (default: MODOPS_REVIEW_DB_URL)")]
+
+
+@reviewers_app.command("add")
+@handle_errors
+def reviewers_add(
+    name: Annotated[str, typer.Argument(help="the reviewer's name (unique)")],
+    role: Annotated[
+        Role, typer.Option("--role", help="reviewer: queue actions; admin: also profiles and audit")
+    ] = Role.reviewer,
+    db_url: DB_URL = None,
+) -> None:
+    """Create a reviewer and print their API token (shown once; only its hash is stored)."""
+    from modops.moderation.run import open_store
+
+    store = open_store(load_settings(), db_url=db_url)
+    try:
+        _reviewer, token = store.add_reviewer(name, role=role.value, by="cli")
+    finally:
+        store.close()
+    print(token)
+
+
+@reviewers_app.command("list")
+@handle_errors
+def reviewers_list(db_url: DB_URL = None) -> None:
+    """List reviewers with their roles and whether they are active."""
+    from modops.moderation.run import open_store
+
+    store = open_store(load_settings(), db_url=db_url)
+    try:
+        for r in store.reviewers():
+            print(f"{r.name}\t{r.role}\t{'active' if r.active else 'deactivated'}\t{r.created_at.isoformat()}")
+    finally:
+        store.close()
+
+
+@reviewers_app.command("deactivate")
+@handle_errors
+def reviewers_deactivate(
+    name: Annotated[str, typer.Argument(help="the reviewer's name")], db_url: DB_URL = None
+) -> None:
+    """Revoke a reviewer's token (the audit trail keeps their past actions)."""
+    from modops.moderation.run import open_store
+
+    store = open_store(load_settings(), db_url=db_url)
+    try:
+        store.deactivate_reviewer(name, by="cli")
+    finally:
+        store.close()
+    print(f"{name}: deactivated")
+
+
 dashboard_app = typer.Typer(help="The stakeholders' promotion dashboard (a static site in the state folder).")
 app.add_typer(dashboard_app, name="dashboard")
 

@@ -44,6 +44,9 @@ __all__ = [
     "SelectConfig",
     "DriftConfig",
     "WorkspaceConfig",
+    "BankConfig",
+    "OcrConfig",
+    "ModerateConfig",
     "load_monitoring_file",
     "Settings",
     "load_params",
@@ -803,6 +806,87 @@ class GateConfig(_Section):
         )
 
 
+class BankConfig(_Section):
+    """The allow and known-spam banks: perceptual hashes matched by Hamming distance (``moderate.banks``).
+
+    Attributes:
+        method: A key of :data:`modops.moderation.hashbank.HASH_METHODS`.
+        hash_size: Side of the hash grid: ``hash_size**2`` bits (16 -> 256 bits).
+        max_distance: Largest Hamming distance (inclusive, in bits) at which an upload is the same
+            picture as a bank entry (benchmarks/hashbank.py measures recall and false matches).
+    """
+
+    method: str = "phash"
+    hash_size: int = Field(default=16, ge=4, le=32)
+    max_distance: int = Field(default=32, ge=0)
+
+
+class OcrConfig(_Section):
+    """OCR plus text rules for promotional spam (``moderate.ocr``).
+
+    Attributes:
+        engine: A key of :data:`modops.moderation.ocr.OCR_ENGINES` (``rapidocr``; ``none`` turns OCR off).
+        rules: Keys of :data:`modops.moderation.rules.RULES` that flag an image on their own.
+        min_confidence: Text lines the OCR read with less confidence are ignored.
+        max_side: Images are downscaled to this longest side (pixels) before OCR (speed).
+            OCR runs only on what stage 1 flagged (about a second per image on 2 cores).
+        threads: OCR threads.
+    """
+
+    engine: str = "rapidocr"
+    rules: tuple[str, ...] = ("phone", "url", "email", "handle", "support_phrase", "call_to_action")
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    max_side: int = Field(default=960, ge=32)
+    threads: int = Field(default=2, ge=1)
+
+
+class ModerateConfig(_Section):
+    """The moderation service's policy (``modops serve``): banks, two stages, OCR rules, context.
+
+    Attributes:
+        model: ``champion`` (reloaded when the alias moves), ``latest`` (the newest registered
+            version: for a registry whose gate refused every candidate) or a version number.
+        reload_seconds: How often the registry is asked whether the model moved.
+        steps: The policy's steps in order, keys of :data:`modops.moderation.policy.STEPS`.
+        stage1: High-recall thresholds of stage 1 per category (``default`` for the others):
+            only what reaches one continues to stage 2.
+        block_at: A stage-2 score from which an upload is blocked outright (still reviewable)
+            instead of queued; above 1 blocks nothing.
+        context: Threshold multipliers by business category (below 1 = stricter: a kids' toy
+            shop flags at 0.6x the usual thresholds); categories not listed use 1.
+        people: A key of :data:`modops.moderation.policy.PEOPLE_SIGNALS` (``none``: no detector).
+        banks: :class:`BankConfig`.
+        ocr: :class:`OcrConfig`.
+    """
+
+    model: str = "champion"
+    reload_seconds: float = Field(default=30.0, gt=0)
+    steps: tuple[str, ...] = ("profile", "banks", "stage1", "stage2", "ocr_rules", "people")
+    stage1: dict[str, float] = Field(default_factory=lambda: {"default": 0.1})
+    block_at: float = Field(default=0.99, ge=0)
+    context: dict[str, float] = Field(default_factory=dict)
+    people: str = "none"
+    banks: BankConfig = BankConfig()
+    ocr: OcrConfig = OcrConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> ModerateConfig:
+        bad = {k: v for k, v in {**self.stage1, **self.context}.items() if not 0 < v <= 10}
+        if bad:
+            raise ValueError(f"moderate.stage1 and moderate.context values must be in (0, 10], got {bad}")
+        if self.model not in ("champion", "latest") and not self.model.isdigit():
+            raise ValueError(f"moderate.model must be champion, latest or a version number, got {self.model!r}")
+        return self
+
+    def stage1_threshold(self, category: str) -> float:
+        """Stage 1's threshold for ``category`` (``default`` when not listed)."""
+        return self.stage1.get(category, self.stage1.get("default", 0.1))
+
+    def context_factor(self, business_category: str) -> float:
+        """The threshold multiplier of a business category (1 when not listed)."""
+        return self.context.get(business_category, 1.0)
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "labels": LabelsConfig,
     "ingest": IngestConfig,
@@ -816,6 +900,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "score": ScoreConfig,
     "select": SelectConfig,
     "relabel": RelabelConfig,
+    "moderate": ModerateConfig,
 }
 
 S = TypeVar("S", bound=_Section)
@@ -937,6 +1022,8 @@ class Settings(_Section):
             to: a folder or ``s3://bucket/prefix``; defaults to ``dvc-remote`` in ``state_dir``.
         alert_webhook_url: Where on-call alerts (drift, failed DAG tasks) are posted as
             Slack-compatible JSON; None records them in the state folder only.
+        review_db_url: The moderation service's review queue (SQLAlchemy URL, e.g.
+            ``postgresql+psycopg://user@host/db``); defaults to SQLite in ``state_dir``.
     """
 
     state_dir: Path = Path(".modops")
@@ -947,6 +1034,17 @@ class Settings(_Section):
     alert_webhook_url: str | None = None
     experiment: str = "modops"
     dvc_remote: str | None = None
+    review_db_url: str | None = None
+
+    @property
+    def resolved_review_db_url(self) -> str:
+        """The review queue's SQLAlchemy URL; defaults to SQLite inside ``state_dir``."""
+        return self.review_db_url or f"sqlite:///{(self.state_dir / 'moderation' / 'review.db').resolve()}"
+
+    @property
+    def moderation_dir(self) -> Path:
+        """The service's uploaded images (content-addressed) and its other local state."""
+        return (self.state_dir / "moderation").resolve()
 
     @property
     def resolved_tracking_uri(self) -> str:

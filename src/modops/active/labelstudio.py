@@ -165,7 +165,8 @@ def import_tasks(
             best = int(np.argmax(row))
             predicted, pred_score = classes[best], float(row[best])
         else:
-            predicted, pred_score = categories[0], retrieval_score
+            # A cosine can be negative; Label Studio validates prediction scores in [0, 1].
+            predicted, pred_score = categories[0], min(max(retrieval_score, 0.0), 1.0)
         task = {
             "data": {
                 "image": str(image_url(image_id)),
