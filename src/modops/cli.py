@@ -5,12 +5,13 @@ Run ``modops --help``. Paths default to the layout in ``dvc.yaml``; every one ca
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -912,6 +913,24 @@ app.add_typer(reviewers_app, name="reviewers")
 DB_URL = Annotated[str | None, typer.Option("--db-url", help="review DB URL (default: MODOPS_REVIEW_DB_URL)")]
 
 
+@contextlib.contextmanager
+def _review_store(db_url: str | None) -> Iterator[Any]:
+    """The review store, closed afterwards; its errors (duplicate name, unknown reviewer, no DB) as one line."""
+    from modops.moderation.run import open_store
+    from modops.moderation.store import StoreError
+
+    try:
+        store = open_store(load_settings(), db_url=db_url)
+    except StoreError as exc:
+        _fail(str(exc))
+    try:
+        yield store
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+
+
 @reviewers_app.command("add")
 @handle_errors
 def reviewers_add(
@@ -922,13 +941,8 @@ def reviewers_add(
     db_url: DB_URL = None,
 ) -> None:
     """Create a reviewer and print their API token (shown once; only its hash is stored)."""
-    from modops.moderation.run import open_store
-
-    store = open_store(load_settings(), db_url=db_url)
-    try:
+    with _review_store(db_url) as store:
         _reviewer, token = store.add_reviewer(name, role=role.value, by="cli")
-    finally:
-        store.close()
     print(token)
 
 
@@ -936,14 +950,9 @@ def reviewers_add(
 @handle_errors
 def reviewers_list(db_url: DB_URL = None) -> None:
     """List reviewers with their roles and whether they are active."""
-    from modops.moderation.run import open_store
-
-    store = open_store(load_settings(), db_url=db_url)
-    try:
+    with _review_store(db_url) as store:
         for r in store.reviewers():
             print(f"{r.name}\t{r.role}\t{'active' if r.active else 'deactivated'}\t{r.created_at.isoformat()}")
-    finally:
-        store.close()
 
 
 @reviewers_app.command("deactivate")
@@ -952,13 +961,8 @@ def reviewers_deactivate(
     name: Annotated[str, typer.Argument(help="the reviewer's name")], db_url: DB_URL = None
 ) -> None:
     """Revoke a reviewer's token (the audit trail keeps their past actions)."""
-    from modops.moderation.run import open_store
-
-    store = open_store(load_settings(), db_url=db_url)
-    try:
+    with _review_store(db_url) as store:
         store.deactivate_reviewer(name, by="cli")
-    finally:
-        store.close()
     print(f"{name}: deactivated")
 
 

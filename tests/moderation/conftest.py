@@ -4,18 +4,27 @@ a service on a temporary SQLite store and label store."""
 from __future__ import annotations
 
 import io
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from torch import nn
 
 from modops.config import LabelsConfig, ModerateConfig, parse_section
 from modops.models.io import MemberSpec, ModelSpec
 from modops.models.predictor import SingleModel
 
+# The PostgreSQL the tests use (here and in CI: trust auth on localhost). Set MODOPS_TEST_PG_REQUIRED=1
+# to make an unreachable server a failure instead of a skip.
+PG_URL = os.environ.get("MODOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CLASSES = ("clean", "promo_spam", "disgusting", "weapon")
 
 
@@ -82,3 +91,32 @@ def service_factory(tmp_path: Path):  # noqa: ANN201
     yield make
     for store in made:
         store.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards; skips if the server is down."""
+    schema = f"modops_t_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        shown = make_url(PG_URL).render_as_string(hide_password=True)
+        reason = f"PostgreSQL at {shown} unreachable ({exc.orig}); start it or set MODOPS_TEST_PG_URL"
+        if os.environ.get("MODOPS_TEST_PG_REQUIRED"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/review/review.db"  # parent folders do not exist yet
+    return request.getfixturevalue("pg_url")

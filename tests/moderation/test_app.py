@@ -22,17 +22,21 @@ def post(client: TestClient, data: bytes, *, uploader: str = "u1", category: str
 
 
 @pytest.fixture
-def world(service_factory):  # noqa: ANN001, ANN201
+def world(service_factory, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+    """(service, client, reviewer headers, admin headers); SQLite unless parametrized ``postgresql``."""
     from modops.moderation.app import create_app
 
+    backend = getattr(request, "param", "sqlite")
+    db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     # Blocking off (block_at above 1): the story is about the queue; test_blocked_at_a_high_score blocks.
-    service = service_factory(moderate_cfg(block_at=2.0))
+    service = service_factory(moderate_cfg(block_at=2.0), db_url=db_url)
     client = TestClient(create_app(service))
     _, reviewer = service.store.add_reviewer("rita", role="reviewer")
     _, admin = service.store.add_reviewer("adam", role="admin")
     return service, client, {"Authorization": f"Bearer {reviewer}"}, {"Authorization": f"Bearer {admin}"}
 
 
+@pytest.mark.parametrize("world", ["sqlite", "postgresql"], indirect=True)
 def test_the_issue_story(world, tmp_path: Path) -> None:  # noqa: ANN001
     service, client, rev, adm = world
     spam = picture(1, tint="red")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,8 +11,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from modops.moderation.store import (
     DuplicateReviewer,
@@ -28,9 +24,6 @@ from modops.moderation.store import (
     UploadRecord,
 )
 
-# The PostgreSQL the tests use (here and in CI: trust auth on localhost). Set MODOPS_TEST_PG_REQUIRED=1
-# to make an unreachable server a failure instead of a skip.
-PG_URL = os.environ.get("MODOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 STATUSES = ("allowed", "pending_review", "blocked", "discarded", "removed")
 # Written out here rather than imported, so a wrong table in the store fails the test.
@@ -44,35 +37,6 @@ ALLOWED = {
     ("restore", "removed"): "allowed",
     ("restore", "discarded"): "allowed",
 }
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards; skips if the server is down."""
-    schema = f"modops_t_{secrets.token_hex(6)}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        shown = make_url(PG_URL).render_as_string(hide_password=True)
-        reason = f"PostgreSQL at {shown} unreachable ({exc.orig}); start it or set MODOPS_TEST_PG_URL"
-        if os.environ.get("MODOPS_TEST_PG_REQUIRED"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/review/review.db"  # parent folders do not exist yet
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
