@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv browser demo demo-drift test test-fast lint clean-state
+.PHONY: help venv browser demo demo-drift demo-serve test test-fast lint clean-state
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ demo: venv  ## the whole lifecycle: demo data -> Airflow training DAG -> champio
 
 demo-drift: venv  ## after `make demo`: new spam style -> drift alert -> relabel round (asset-triggered) -> retrain -> gate
 	modops demo-drift
+
+demo-serve: venv  ## after `make demo`: the moderation service, a day of uploads through its API, the review queue
+	modops demo-serve
 
 test: venv browser  ## all tests, including the end-to-end DAG smoke run on the small pool
 	pytest -q

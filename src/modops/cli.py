@@ -136,6 +136,72 @@ def demo_data(
     )
 
 
+@app.command("demo-serve")
+@handle_errors
+def demo_serve(
+    n_images: Annotated[int, typer.Option("--n-images", help="uploads posted", min=10)] = 300,
+    positive_rate: Annotated[
+        float, typer.Option("--positive-rate", help="violations that day", min=0.0, max=0.5)
+    ] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port)", min=0, max=65535)] = 8080,
+    exit_after: Annotated[bool, typer.Option("--exit", help="stop once the day is posted")] = False,
+) -> None:
+    """After `make demo`: the moderation service on the demo model, a day of uploads, the review queue."""
+    from modops.demo.drift_story import StoryError
+    from modops.demo.serve_story import run_serve_story
+    from modops.orchestration import project_dir
+
+    try:
+        run_serve_story(
+            project_dir(),
+            settings=load_settings(),
+            n_images=n_images,
+            positive_rate=positive_rate,
+            seed=seed,
+            host=host,
+            port=port,
+            keep_serving=not exit_after,
+            reporter=_reporter(),
+            on_ready=_print_serve_story,
+        )
+    except StoryError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("stopped")
+
+
+def _print_serve_story(r: dict[str, Any]) -> None:
+    """The day's decisions, the queue's head and how to open the reviewer page."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    held = ("pending_review", "blocked", "discarded")
+    console.print(f"[bold]{r['uploads']} uploads[/] of {r['day']} on v{r['version']} ({r['served']}): {r['decisions']}")
+    for truth, counts in sorted(r["by_truth"].items()):
+        n = sum(counts.values())
+        console.print(f"  true {truth:<11} {n:>4}: held back {sum(counts.get(d, 0) for d in held):>4}  {counts}")
+    console.print(
+        f"  server errors {r['errors']}; latency per upload "
+        f"p50 {r['latency_ms']['p50']} ms, p99 {r['latency_ms']['p99']} ms"
+    )
+    table = Table("upload", "uploader", "category", "scores", "reasons", title="review queue (oldest first)")
+    for q in r["queue_head"]:
+        top = sorted(q["scores"].items(), key=lambda kv: -kv[1])[:2]
+        reasons = "; ".join(x["detail"] for x in q["reasons"] if x["step"] not in ("context",))[:120]
+        table.add_row(
+            q["id"][:12], q["uploader_id"], q["business_category"], ", ".join(f"{k} {v:.2f}" for k, v in top), reasons
+        )
+    console.print(table)
+    console.print(
+        f"[bold]reviewer page[/]: {r['url']}/review  sign in with the token of admin '{r['reviewer']}':\n"
+        f"  {r['token']}\n"
+        f"API docs: {r['url']}/docs   more reviewers: modops reviewers add NAME --role reviewer"
+    )
+
+
 @app.command("demo-drift")
 @handle_errors
 def demo_drift(

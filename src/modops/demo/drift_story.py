@@ -33,7 +33,7 @@ from modops.config import Settings, load_params, load_section
 from modops.demo.plan import category_of
 from modops.progress import NullReporter, Reporter
 
-__all__ = ["NEW_STYLE", "StoryError", "run_drift_story", "style_recall"]
+__all__ = ["NEW_STYLE", "StoryError", "model_under_watch", "run_drift_story", "style_recall"]
 
 #: The drifted day's new spam variants (``modops.demo.plan``): what "recall on the new style" counts.
 NEW_STYLE = ("vertical", "qr")
@@ -44,7 +44,7 @@ class StoryError(RuntimeError):
     """The story cannot go on; the message says what to run first or where to look."""
 
 
-def _model_under_watch(settings: Settings) -> tuple[str, str]:
+def model_under_watch(settings: Settings) -> tuple[str, str]:
     """``(version, why)``: the champion, else the newest registered version."""
     from modops.registry.promotion import champion_version, latest_version
     from modops.registry.tracking import configure_mlflow
@@ -133,7 +133,7 @@ def run_drift_story(
     out, source = project / truth, project / score_cfg.source_for(day)
     if source != out / "images":
         raise StoryError(f"score.source for {day} must be the demo day's images folder {out / 'images'}, not {source}")
-    version, why = _model_under_watch(settings)
+    version, why = model_under_watch(settings)
     rep.log(f"demo-drift: watching v{version}, {why}")
     from modops.demo.constants import BASE_DATE
 
