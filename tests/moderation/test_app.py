@@ -199,3 +199,10 @@ def test_blocked_at_a_high_score(service_factory) -> None:  # noqa: ANN001
 def test_healthz(world) -> None:  # noqa: ANN001
     _service, client, _rev, _adm = world
     assert client.get("/healthz").json() == {"status": "ok", "model_version": "7", "queue": 0}
+
+
+def test_gradcam_of_a_model_without_the_layer_is_a_clear_501(world) -> None:  # noqa: ANN001
+    _service, client, rev, _adm = world
+    red = post(client, encode(picture(60, tint="red"))).json()["id"]
+    r = client.get(f"/v1/review/uploads/{red}/gradcam.png", headers=rev)
+    assert r.status_code == 501 and "Grad-CAM" in r.json()["detail"]

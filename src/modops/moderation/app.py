@@ -291,16 +291,21 @@ def gradcam_png(service: ModerationService, record: UploadRecord) -> bytes:
     """A Grad-CAM overlay of the upload for its most-flagged category, as PNG bytes (cached on disk)."""
     import io
 
-    cache = service.images_dir / "gradcam" / f"{record.id}.png"
+    version, predictor = service.model.current()
+    # Keyed by the served version: a new champion explains the same upload differently.
+    cache = service.images_dir / "gradcam" / f"{record.id}.v{version}.png"
     if cache.is_file():
         return cache.read_bytes()
     from modops.evaluation.explain_report import explain_image
     from modops.moderation.service import _flagged_category
 
-    _, predictor = service.model.current()
     category = _flagged_category(record, categories=service.labels.categories)
-    with service._model_lock:  # noqa: SLF001 - the same lock as scoring: one forward pass at a time
-        grid, _info = explain_image(predictor, service.image_file(record).read_bytes(), category=category)
+    try:
+        with service._model_lock:  # noqa: SLF001 - the same lock as scoring: one forward pass at a time
+            grid, _info = explain_image(predictor, service.image_file(record).read_bytes(), category=category)
+    except (AttributeError, LookupError, ValueError, RuntimeError) as exc:
+        # A model without the layer Grad-CAM reads (a custom backbone) still serves; only the overlay is missing.
+        raise HTTPException(501, detail=f"no Grad-CAM for model v{version}: {exc}") from exc
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
     cache.parent.mkdir(parents=True, exist_ok=True)

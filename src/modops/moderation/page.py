@@ -17,7 +17,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from modops.moderation.service import ModerationService
+from modops.moderation.service import ModerationService, _flagged_category
 from modops.moderation.store import Reviewer
 
 __all__ = ["add_review_page"]
@@ -43,6 +43,8 @@ def _same_origin(request: Request) -> None:
 
 
 def _back(message: str, *, status: str = "pending_review") -> RedirectResponse:
+    # Only a known status goes back into the URL (the form's value is the client's to change).
+    status = status if status in _STATUSES else "pending_review"
     return RedirectResponse(f"/review?status={status}&msg={quote(message)}", status_code=303)
 
 
@@ -64,7 +66,14 @@ def add_review_page(app: FastAPI, service: ModerationService) -> None:
         if reviewer is None:
             return RedirectResponse("/review/login?error=unknown+or+inactive+token", status_code=303)
         response = RedirectResponse("/review", status_code=303)
-        response.set_cookie("modops_review", token.strip(), httponly=True, samesite="strict", max_age=12 * 3600)
+        response.set_cookie(
+            "modops_review",
+            token.strip(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",  # behind TLS the cookie never travels in clear
+            max_age=12 * 3600,
+        )
         return response
 
     @app.post("/review/logout")
@@ -81,6 +90,7 @@ def add_review_page(app: FastAPI, service: ModerationService) -> None:
         if status not in _STATUSES:
             raise HTTPException(422, detail=f"status must be one of {list(_STATUSES)}")
         uploads = service.store.with_status(status, limit=100)
+        categories = service.labels.categories
         return render(
             "queue.html",
             who=who,
@@ -89,7 +99,9 @@ def add_review_page(app: FastAPI, service: ModerationService) -> None:
             statuses=_STATUSES,
             queue_size=service.store.queue_size(),
             message=msg,
-            categories=service.labels.categories,
+            categories=categories,
+            # The remove form preselects what the API's remove defaults to: the flagged category.
+            flagged={u.id: _flagged_category(u, categories=categories) for u in uploads},
         )
 
     @app.post("/review/uploads/{upload_id}/{action}")
@@ -121,5 +133,11 @@ def add_review_page(app: FastAPI, service: ModerationService) -> None:
             return RedirectResponse("/review/login", status_code=303)
         if who.role != "admin":
             return _back(f"closing a profile needs role admin; {who.name} is {who.role}", status=status)
+        from modops.moderation.app import _checked_id
+
+        try:
+            _checked_id(uploader_id, field="uploader_id")
+        except HTTPException as exc:
+            return _back(f"close profile: {exc.detail}", status=status)
         removed = service.close_profile(uploader_id, reviewer=who)
         return _back(f"closed profile {uploader_id}: {len(removed)} upload(s) removed", status=status)
