@@ -194,8 +194,14 @@ def _best_recall(score: np.ndarray, spam: np.ndarray, *, target: float, extra: n
     return best
 
 
-def _combined(df: pd.DataFrame, rules: Sequence[str], *, threshold: float | None, targets: Sequence[float]) -> dict:
-    """Model alone vs model OR rules: at equal precision targets and at the model's operating threshold."""
+def _combined(
+    df: pd.DataFrame, rules: Sequence[str], *, threshold: float | None, targets: Sequence[float], stage1: float
+) -> dict:
+    """Model alone vs model OR rules: at equal precision targets and at the model's operating threshold.
+
+    ``service_policy`` is what ``modops serve`` does: OCR reads only what stage 1 flags
+    (``promo_spam`` score >= ``stage1``), so the rules add only spam the model scored above it.
+    """
     score, spam, flag = df["score"].to_numpy(), df["spam"].to_numpy(), _rules_flag(df, rules)
     none = np.zeros(len(df), bool)
     out: dict = {
@@ -215,6 +221,13 @@ def _combined(df: pd.DataFrame, rules: Sequence[str], *, threshold: float | None
             "model_or_rules": _pr(model | flag, spam),
             "spam_missed_by_model_caught_by_rules": int((~model & flag & spam).sum()),
             "non_spam_added_by_rules": int((~model & flag & ~spam).sum()),
+        }
+        gated = flag & (score >= stage1)
+        out["service_policy"] = {
+            "stage1": stage1,
+            "ocr_share": round(float((score >= stage1).mean()), 4),
+            "flags": _pr(model | gated, spam),
+            "spam_missed_by_model_caught_by_rules": int((~model & gated & spam).sum()),
         }
     return out
 
@@ -258,7 +271,9 @@ def _summarise(df: pd.DataFrame, args: argparse.Namespace, threshold: float | No
         "coverage": _coverage(df, args.rules),
     }
     if "score" in df:
-        summary["combined"] = _combined(df, args.rules, threshold=threshold, targets=args.target_precision)
+        summary["combined"] = _combined(
+            df, args.rules, threshold=threshold, targets=args.target_precision, stage1=args.stage1
+        )
     return summary
 
 
@@ -300,6 +315,13 @@ def _print(name: str, s: dict) -> None:
                 f"model OR rules P {mr['precision']} R {mr['recall']} "
                 f"(+{o['spam_missed_by_model_caught_by_rules']} spam, +{o['non_spam_added_by_rules']} non-spam)"
             )
+        if "service_policy" in c:
+            sp = c["service_policy"]
+            print(
+                f"the service's policy (OCR on stage-1 flags, promo_spam >= {sp['stage1']}: "
+                f"{sp['ocr_share']:.1%} of images): P {sp['flags']['precision']} R {sp['flags']['recall']} "
+                f"(+{sp['spam_missed_by_model_caught_by_rules']} spam by the rules)"
+            )
 
 
 def _fmt(t: float | None) -> str:
@@ -325,6 +347,7 @@ def _args() -> argparse.Namespace:
         help="the model's operating threshold for promo_spam (default: the saved model's; eval/thresholds.json has it "
         "for a model saved before evaluation)",
     )
+    ap.add_argument("--stage1", type=float, default=0.1, help="the service's stage-1 threshold (moderate.stage1)")
     ap.add_argument("--target-precision", type=float, nargs="+", default=[0.8, 0.9, 0.95])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ocr_rules.json"))
     args = ap.parse_args()

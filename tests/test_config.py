@@ -4,7 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modops.config import ConfigError, TrainConfig, load_params, load_section, load_settings
+from modops.config import ConfigError, ScoreConfig, TrainConfig, load_params, load_section, load_settings
 from modops.training import TRAINERS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,3 +131,15 @@ def test_profiles_choose_their_gate_evidence():
     # The demo holdout has ~40-100 positives per category: point estimates, >= 20 positives.
     assert (demo.decide_on, demo.min_support) == ("point", 20)
     assert (production.decide_on, production.min_support) == ("lower_bound", 20)
+
+
+def test_score_engine_is_a_known_engine_and_threads_are_positive():
+    assert (ScoreConfig().engine, ScoreConfig().engine_threads) == ("eager", None)
+    assert load_section(REPO / "params.yaml", "score").engine in ("eager", "onnx", "compile")
+    cfg = load_section({"score": {"engine": "onnx", "engine_threads": 2}}, "score")
+    assert (cfg.engine, cfg.engine_threads) == ("onnx", 2)
+    choices = r"score\.engine: Input should be 'eager', 'onnx' or 'compile' \(got 'tensorrt'\)"
+    with pytest.raises(ConfigError, match=choices):
+        load_section({"score": {"engine": "tensorrt"}}, "score")
+    with pytest.raises(ConfigError, match=r"score\.engine_threads: Input should be greater than or equal to 1"):
+        load_section({"score": {"engine_threads": 0}}, "score")

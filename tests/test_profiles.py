@@ -34,6 +34,7 @@ SECTIONS = (
     "score",
     "select",
     "relabel",
+    "moderate",
 )
 
 

@@ -555,6 +555,13 @@ class ScoreConfig(_Section):
         seed: Seed of that projection: keep it fixed, or the reference and days stop comparing.
         device: auto | cpu | cuda.
         precision: auto (bf16 autocast where the CPU has it, AMP on CUDA) | fp32 | bf16 | fp16.
+        engine: The runtime of the forward pass, a key of :data:`modops.scoring.engines.ENGINES`:
+            ``eager`` (PyTorch on ``device`` in ``precision``), ``onnx`` (ONNX Runtime on the
+            CPU in fp32, whatever ``device`` and ``precision`` say) or ``compile``
+            (``torch.compile``). An engine that cannot wrap the model falls back to ``eager``
+            with a warning, so a day is still scored.
+        engine_threads: Intra-op threads of the engine (None = its default: this process's
+            CPUs for ONNX Runtime, torch's own setting otherwise).
     """
 
     source: str = "data/uploads/{day}"
@@ -565,6 +572,10 @@ class ScoreConfig(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # The keys of modops.scoring.engines.ENGINES, spelled out so that loading the config does not
+    # import torch (tests/scoring/test_engines.py checks that the two agree).
+    engine: Literal["eager", "onnx", "compile"] = "eager"
+    engine_threads: int | None = Field(default=None, ge=1)
 
     def source_for(self, day: str) -> str:
         """The day's source: ``source`` with ``{day}`` filled in."""

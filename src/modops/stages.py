@@ -1066,6 +1066,7 @@ def score_stage(
     else:
         version = str(model_version)
         predictor = _version_predictor(settings, version, device=cfg.device, precision=cfg.precision)
+    predictor, engine = _with_engine(predictor, cfg=cfg)
     reader = SourceReader(
         source, max_bytes=predictor.spec.decode_limits.max_bytes, s3_endpoint_url=settings.s3_endpoint_url
     )
@@ -1090,6 +1091,7 @@ def score_stage(
         extra={"model_name": settings.model_name},
     )
     summary = _score_summary(scored, day=day, version=version, source=source, partition=out, spec=predictor.spec)
+    summary["engine"] = engine
     _write_json(out / "summary.json", summary)
     rep.log(
         f"score {day}: {summary['scored']} scored, {summary['quarantined']} quarantined, "
@@ -1115,6 +1117,18 @@ def _score_summary(scored, *, day: str, version: str, source: str, partition: Pa
         "flag_rate": float(p["flagged"].mean()) if len(p) else 0.0,
         "thresholds": {c: spec.thresholds.get(c) for c in categories},
     }
+
+
+def _with_engine(predictor, *, cfg):  # noqa: ANN001, ANN202
+    """``(predictor, engine name)``: the model wrapped in ``score.engine``, or itself (``eager``).
+
+    An engine that cannot wrap this model logs a warning and leaves it eager: the day is still
+    scored, and the name says which arithmetic scored it.
+    """
+    from modops.scoring.engines import create_engine
+
+    wrapped = create_engine(cfg.engine, predictor, threads=cfg.engine_threads, fallback=True)
+    return wrapped, cfg.engine if wrapped is not predictor else "eager"
 
 
 def _version_predictor(settings: Settings, version: str, *, device: str, precision: str):  # noqa: ANN202
@@ -1155,9 +1169,13 @@ def _reference(settings: Settings, version: str, *, cfg, log_dir: Path, splits_p
     judged_on = holdout_hash(holdout)
     out = reference_dir(log_dir, model_version=version)
     meta = out / "summary.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("holdout_hash") == judged_on:
+    # The reference is scored by the same engine as the days: bf16 eager against fp32 ONNX would
+    # itself move the score distributions. A change of engine re-scores it.
+    wanted = {"holdout_hash": judged_on, "engine": cfg.engine}
+    if meta.is_file() and all(json.loads(meta.read_text()).get(k) == v for k, v in wanted.items()):
         return pd.read_parquet(out / "predictions.parquet"), judged_on
     predictor = _version_predictor(settings, version, device=cfg.device, precision=cfg.precision)
+    predictor, engine = _with_engine(predictor, cfg=cfg)
     ids = sorted(holdout["image_id"])
     with rep.task(f"reference: v{version} on the holdout", total=len(ids)) as advance:
         scored = score_uploads(
@@ -1178,7 +1196,16 @@ def _reference(settings: Settings, version: str, *, cfg, log_dir: Path, splits_p
         )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(out / "predictions.parquet", scored.predictions.assign(model_version=version))
-    _write_json(meta, {"model_version": version, "holdout_hash": judged_on, "rows": len(scored.predictions)})
+    _write_json(
+        meta,
+        {
+            "model_version": version,
+            "holdout_hash": judged_on,
+            "rows": len(scored.predictions),
+            "engine": cfg.engine,
+            "engine_used": engine,
+        },
+    )
     return scored.predictions, judged_on
 
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import logging
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from modops.config import ScoreConfig
 from modops.data.sources import list_source
 from modops.models import MemberSpec, ModelSpec, create_model
 from modops.models.predictor import Cascade, SingleModel
@@ -137,6 +140,8 @@ def test_a_predictor_without_member_attributes_is_refused():
 
     with pytest.raises(TypeError, match="use engine 'eager'"):
         create_engine("onnx", Listed(_single()))
+    listed = Listed(_single())
+    assert create_engine("onnx", listed, fallback=True) is listed
 
 
 @pytest.mark.slow
@@ -149,3 +154,28 @@ def test_compile_engine_matches_eager():
     np.testing.assert_allclose(got.probs, want.probs, atol=TOL)
     np.testing.assert_allclose(got_emb, want_emb, atol=TOL)
     np.testing.assert_allclose(got.loss, want.loss, atol=TOL)
+
+
+def test_score_config_offers_exactly_the_registered_engines():
+    # ScoreConfig spells the names out (loading the config must not import torch): keep them in step.
+    assert set(typing.get_args(ScoreConfig.model_fields["engine"].annotation)) == set(ENGINES)
+
+
+def test_an_engine_that_cannot_be_made_falls_back_to_eager_when_asked(tmp_path: Path, monkeypatch, caplog):
+    import modops.scoring.engines as engines
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("Exporting the operator 'aten::magic' to ONNX opset version 17 is not supported")
+
+    monkeypatch.setattr(engines, "export_onnx", refuse)
+    predictor = _single()
+    with pytest.raises(RuntimeError, match="aten::magic"):
+        create_engine("onnx", predictor, workdir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="modops.scoring.engines"):
+        assert create_engine("onnx", predictor, workdir=tmp_path, fallback=True) is predictor
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "scoring engine 'onnx' could not wrap the model (RuntimeError: Exporting the operator" in record.getMessage()
+    # A name that is no engine is a config error, never a fallback.
+    with pytest.raises(ValueError, match="unknown scoring engine 'tensorrt'"):
+        create_engine("tensorrt", predictor, fallback=True)

@@ -20,6 +20,7 @@ Nothing here imports Airflow or MLflow; ONNX Runtime is imported when an ``onnx`
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 import warnings
@@ -47,6 +48,8 @@ _OUTPUTS = ("probs", "embedding", "loss")
 #: A member's forward pass: normalised input float32 [N, 3, s, s] -> (probs [N, C], embedding
 #: [N, D], predicted loss [N] or None), all float32 on the CPU.
 Runner = Callable[[Tensor], tuple[Tensor, np.ndarray, np.ndarray | None]]
+
+log = logging.getLogger(__name__)
 
 
 class ScoringOutputs(nn.Module):
@@ -248,7 +251,12 @@ ENGINES: dict[str, Callable[..., Predictor]] = {"eager": _eager, "onnx": onnx_en
 
 
 def create_engine(
-    name: str, predictor: Predictor, *, workdir: str | Path | None = None, threads: int | None = None
+    name: str,
+    predictor: Predictor,
+    *,
+    workdir: str | Path | None = None,
+    threads: int | None = None,
+    fallback: bool = False,
 ) -> Predictor:
     """Wrap ``predictor`` in the engine ``name`` (a key of :data:`ENGINES`).
 
@@ -257,10 +265,27 @@ def create_engine(
         predictor: The loaded model (:func:`~modops.models.predictor.load_predictor`).
         workdir: Where an engine keeps its artefacts (ONNX files); None = a temporary folder.
         threads: Intra-op threads (default: this process's CPU count for ONNX Runtime, torch's own otherwise).
+        fallback: When the engine cannot be made (an export the exporter refuses, ONNX Runtime
+            missing or refusing the graph, a predictor it cannot wrap), log a warning and return
+            ``predictor`` itself (eager) instead of raising: a day's scoring then runs slower
+            rather than not at all. It covers making the engine only: ``compile`` compiles at
+            the first batch, so its failures come later.
 
     Raises:
-        ValueError: On an unknown name, listing the known ones.
+        ValueError: On an unknown name, listing the known ones (also with ``fallback``).
     """
     if name not in ENGINES:
         raise ValueError(f"unknown scoring engine {name!r}; choose one of {sorted(ENGINES)} (score.engine)")
-    return ENGINES[name](predictor, workdir=workdir, threads=threads)
+    try:
+        return ENGINES[name](predictor, workdir=workdir, threads=threads)
+    except Exception as exc:
+        if not fallback:
+            raise
+        log.warning(
+            "scoring engine %r could not wrap the model (%s: %s); scoring with 'eager' (PyTorch) instead",
+            name,
+            type(exc).__name__,
+            exc,
+        )
+        log.debug("scoring engine %r failed", name, exc_info=exc)
+        return predictor
