@@ -172,6 +172,16 @@ def demo_serve(
         print("stopped")
 
 
+def _short_reason(reason: dict[str, Any]) -> str:
+    """``stage2 flagged weapon 0.67 >= 0.56`` from a decision's reason (its ``detail`` is longer)."""
+    words = [reason["step"], reason["code"], reason.get("category") or ""]
+    if reason.get("value") is not None and reason.get("threshold") is not None:
+        words.append(
+            f"{reason['value']:.2f} {'>=' if reason['value'] >= reason['threshold'] else '<'} {reason['threshold']:.2f}"
+        )
+    return " ".join(w for w in words if w)
+
+
 def _print_serve_story(r: dict[str, Any]) -> None:
     """The day's decisions, the queue's head and how to open the reviewer page."""
     from rich.console import Console
@@ -190,7 +200,8 @@ def _print_serve_story(r: dict[str, Any]) -> None:
     table = Table("upload", "uploader", "category", "scores", "reasons", title="review queue (oldest first)")
     for q in r["queue_head"]:
         top = sorted(q["scores"].items(), key=lambda kv: -kv[1])[:2]
-        reasons = "; ".join(x["detail"] for x in q["reasons"] if x["step"] not in ("context",))[:120]
+        shown = (_short_reason(x) for x in q["reasons"] if x["step"] not in ("context", "stage1"))
+        reasons = "; ".join(dict.fromkeys(shown))  # one line per kind of reason, in order
         table.add_row(
             q["id"][:12], q["uploader_id"], q["business_category"], ", ".join(f"{k} {v:.2f}" for k, v in top), reasons
         )

@@ -82,8 +82,11 @@ def truth_table(decisions: pd.Series, truth: pd.Series) -> dict[str, dict[str, i
 
 def _post_day(base_url: str, day: Path, *, reporter: Reporter) -> pd.DataFrame:
     """Post every image of the day's ``labels.csv``; one row per upload with its response."""
+    import logging
+
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     rows = pd.read_csv(day / "labels.csv", dtype=str, keep_default_na=False)
     out = []
     with httpx.Client(base_url=base_url, timeout=120) as client, reporter.task("uploads", total=len(rows)) as step:
