@@ -23,7 +23,8 @@ Reported:
   is given for the pictures at or above ``--min-quality`` (:func:`hash_quality`; per copy kind),
   for those below it (flat, near-black, finely periodic: their bits are noise) and for all.
 
-Run: ``.venv/bin/python benchmarks/hashbank.py [--images 1000 --distinct 1000 --max-distance 32]``.
+Run: ``.venv/bin/python benchmarks/hashbank.py [--images 1000 --distinct 1000 --max-distance 32]``
+(``--method phash`` for the former default: the bank and the queries are hashed alike).
 Prints tables and writes JSON (``--out``). Random distractors are easier than real pictures'
 codes (no clusters, never near a query), so false matches come from the demo pictures only.
 """
@@ -48,7 +49,9 @@ from PIL import Image
 from modops.data.images import open_rgb
 from modops.moderation.hashbank import (
     DEFAULT_CROPS,
+    DEFAULT_METHOD,
     DEFAULT_MIN_QUALITY,
+    HASH_METHODS,
     HashBank,
     bank_codes,
     hash_quality,
@@ -208,7 +211,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="demo pictures in the bank (and copied as queries)")
     parser.add_argument("--distinct", type=int, default=1000, help="other demo pictures, for false matches")
     parser.add_argument("--total", type=int, default=1_000_000, help="codes in the bank, random distractors included")
-    parser.add_argument("--method", default="phash")
+    parser.add_argument(
+        "--method", default=DEFAULT_METHOD, choices=sorted(HASH_METHODS), help="hash method, bank and queries alike"
+    )
     parser.add_argument("--hash-size", type=int, default=16)
     parser.add_argument("--max-distance", type=int, default=32)
     parser.add_argument(
@@ -269,6 +274,7 @@ def main() -> None:
 def _print(result: dict, *, max_distance: int) -> None:
     bank = result["bank"]
     print(
+        f"method {result['config']['method']} ({result['config']['hash_size'] ** 2} bits); "
         f"bank: {bank['codes']:,} codes = {bank['pictures']} demo pictures x {bank['codes_per_picture']} codes"
         f" + {bank['random_distractors']:,} random; {bank['below_quality_share']:.1%} of the pictures are below the"
         f" quality floor; {bank['distinct_pictures']} distinct pictures looked up"

@@ -821,13 +821,16 @@ class BankConfig(_Section):
     """The allow and known-spam banks: perceptual hashes matched by Hamming distance (``moderate.banks``).
 
     Attributes:
-        method: A key of :data:`modops.moderation.hashbank.HASH_METHODS`.
+        method: A key of :data:`modops.moderation.hashbank.HASH_METHODS`. ``phash_stable``: phash
+            whose unsure bits (flat, near-black, finely periodic pictures) follow the mean gray
+            level, so copies of such pictures match too. Changing it makes the codes already in
+            the banks incomparable: re-hash them (from their pictures) first.
         hash_size: Side of the hash grid: ``hash_size**2`` bits (16 -> 256 bits).
         max_distance: Largest Hamming distance (inclusive, in bits) at which an upload is the same
             picture as a bank entry (benchmarks/hashbank.py measures recall and false matches).
     """
 
-    method: str = "phash"
+    method: str = "phash_stable"
     hash_size: int = Field(default=16, ge=4, le=32)
     max_distance: int = Field(default=32, ge=0)
 

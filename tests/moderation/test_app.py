@@ -206,3 +206,26 @@ def test_gradcam_of_a_model_without_the_layer_is_a_clear_501(world) -> None:  # 
     red = post(client, encode(picture(60, tint="red"))).json()["id"]
     r = client.get(f"/v1/review/uploads/{red}/gradcam.png", headers=rev)
     assert r.status_code == 501 and "Grad-CAM" in r.json()["detail"]
+
+
+def test_bank_codes_of_another_hash_scheme_are_rehashed_from_their_pictures(service_factory, caplog) -> None:  # noqa: ANN001
+    from modops.moderation.app import create_app
+
+    first = service_factory(moderate_cfg(block_at=2.0))
+    client = TestClient(create_app(first))
+    reviewer, _ = first.store.add_reviewer("rita", role="reviewer")
+    spam = picture(70, tint="red")
+    spam_id = post(client, encode(spam)).json()["id"]
+    first.review(spam_id, action="remove", reviewer=reviewer)
+    # As an older release left it: the code made by another scheme, and an entry whose picture is gone.
+    first.store.rehash_bank_entry("spam", spam_id, code=b"\xff" * 32, scheme="phash/16")
+    first.store.add_bank_entry("spam", key="gone", code=b"\x00" * 32, scheme=None, upload_id=None, added_by="x")
+
+    with caplog.at_level("WARNING", logger="modops.moderation.service"):
+        second = service_factory(moderate_cfg(block_at=2.0))
+    assert "re-hashed 1 of 2 entries" in caplog.text and "'gone'" in caplog.text
+    assert second.store.foreign_bank_entries("spam", scheme=second.hash_scheme) == [("gone", None, None)]
+    assert len(second.banks["spam"]) == 1
+    copy = encode(spam.resize((150, 150)), "JPEG", quality=70)
+    r = post(TestClient(create_app(second)), copy, uploader="u9")
+    assert r.json()["decision"] == "discarded" and r.json()["reasons"][0]["code"] == "known_spam"

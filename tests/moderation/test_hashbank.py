@@ -8,11 +8,13 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 
 from modops.config import BankConfig
 from modops.data.images import open_rgb
 from modops.moderation.hashbank import (
+    DEFAULT_METHOD,
     DEFAULT_MIN_QUALITY,
     HashBank,
     Match,
@@ -89,7 +91,7 @@ def test_png_with_alpha_hashes_as_its_flattened_jpeg() -> None:
 
 def test_perceptual_hash_is_imagehash_phash_packed() -> None:
     picture = _picture(4)
-    code = perceptual_hash(picture, hash_size=16)
+    code = perceptual_hash(picture, method="phash", hash_size=16)
     assert code.dtype == np.uint8 and code.shape == (32,)
     expected = np.packbits(imagehash.phash(picture.convert("L"), hash_size=16).hash.reshape(-1))
     np.testing.assert_array_equal(code, expected)
@@ -98,6 +100,78 @@ def test_perceptual_hash_is_imagehash_phash_packed() -> None:
         perceptual_hash(picture, method="nope")
     with pytest.raises(ValueError, match="multiple of 8"):
         perceptual_hash(picture, hash_size=6)
+
+
+def _dots(period: int, *, radius: int, size: tuple[int, int] = (150, 170)) -> Image.Image:
+    """A finely periodic picture: dark dots on a coloured ground (its low frequencies are flat)."""
+    image = Image.new("RGB", size, (150, 120, 170))
+    draw = ImageDraw.Draw(image)
+    for y in range(period // 2, size[1], period):
+        for x in range(period // 2, size[0], period):
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(20, 20, 20))
+    return image
+
+
+def _near_black(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """A near-black picture: gray levels 0-3 of noise with a faint disc (9 gray levels)."""
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 4, (size[1], size[0], 3)).astype(np.uint8))
+    ImageDraw.Draw(image).ellipse((40, 30, 90, 80), fill=(9, 8, 10))
+    return image
+
+
+def _nearest(copy: Image.Image, codes: np.ndarray, *, method: str) -> int:
+    return int(np.unpackbits(codes ^ perceptual_hash(copy, method=method), axis=1).sum(axis=1).min())
+
+
+def test_the_default_method_is_phash_stable_in_code_and_config() -> None:
+    assert DEFAULT_METHOD == BankConfig().method == "phash_stable"
+    root = Path(__file__).resolve().parents[2]
+    for name in ("params.yaml", "profiles/production.yaml"):
+        assert yaml.safe_load((root / name).read_text())["moderate"]["banks"]["method"] == DEFAULT_METHOD, name
+    np.testing.assert_array_equal(perceptual_hash(_picture(8)), perceptual_hash(_picture(8), method="phash_stable"))
+
+
+def test_phash_stable_finds_copies_of_a_finely_periodic_picture() -> None:
+    picture = _dots(9, radius=3)
+    assert hash_quality(picture) < DEFAULT_MIN_QUALITY  # phash's bits are noise here
+    width, height = picture.size
+    copies = {
+        "0.5x png": _reencoded(picture.resize((width // 2, height // 2), Image.Resampling.BICUBIC), "PNG"),
+        "3-4 % crop": _reencoded(picture.crop((5, 4, width - 6, height - 5)), "PNG"),
+    }
+    for name, copy in copies.items():
+        assert _nearest(copy, bank_codes(picture, method="phash_stable"), method="phash_stable") <= 12, name
+        assert _nearest(copy, bank_codes(picture, method="phash"), method="phash") > MAX_DISTANCE, name
+
+
+def test_phash_stable_finds_a_jpeg_copy_of_a_near_black_picture() -> None:
+    picture = _near_black(0)
+    assert hash_quality(picture) < DEFAULT_MIN_QUALITY
+    copy = _reencoded(picture, "JPEG", quality=50)
+    assert _nearest(copy, bank_codes(picture, method="phash_stable"), method="phash_stable") <= MAX_DISTANCE - 8
+    bank = HashBank(256)
+    bank.add("spam-dark", bank_codes(picture))
+    bank.add("other", bank_codes(_picture(3)))
+    assert [m.key for m in bank.match(perceptual_hash(copy), max_distance=MAX_DISTANCE)] == ["spam-dark"]
+
+
+def test_phash_stable_tells_flat_pictures_apart_by_brightness() -> None:
+    def flat(gray: int) -> np.ndarray:
+        return perceptual_hash(Image.new("RGB", (120, 90), (gray, gray, gray)), method="phash_stable")
+
+    np.testing.assert_array_equal(flat(40), flat(40))  # deterministic: no random state
+    assert int(np.unpackbits(flat(40) ^ flat(41)).sum()) <= 12  # a copy's mean moves by ~1 level
+    for other in (80, 140, 220):
+        assert int(np.unpackbits(flat(40) ^ flat(other)).sum()) > 3 * MAX_DISTANCE, other
+
+
+def test_phash_stable_is_phash_where_margins_are_clear() -> None:
+    for seed in range(6):
+        picture = _picture(seed)
+        assert hash_quality(picture) >= DEFAULT_MIN_QUALITY
+        phash, stable = perceptual_hash(picture, method="phash"), perceptual_hash(picture, method="phash_stable")
+        assert int(np.unpackbits(phash ^ stable).sum()) <= 12, seed
 
 
 def test_bank_codes_hold_the_picture_then_its_crops() -> None:

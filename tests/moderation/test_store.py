@@ -373,17 +373,33 @@ def test_audit_log_newest_first_and_filtered(store: ReviewStore, ann: Reviewer) 
 
 
 def test_bank_entries_add_replace_remove_list(store: ReviewStore) -> None:
-    store.add_bank_entry("spam", key="k1", code=b"\x01" * 32, upload_id=None, added_by="ann")
-    store.add_bank_entry("allow", key="k1", code=b"\x02" * 32, upload_id=None, added_by="ann")
-    store.add_bank_entry("spam", key="k0", code=bytes(range(32)), upload_id="up-9", added_by=None)
-    store.add_bank_entry("spam", key="k1", code=b"\x03" * 32, upload_id=None, added_by="bob")  # replaces
-    assert store.bank_entries("spam") == [("k0", bytes(range(32))), ("k1", b"\x03" * 32)]
-    assert store.bank_entries("allow") == [("k1", b"\x02" * 32)]
+    new = "phash_stable/16"
+    store.add_bank_entry("spam", key="k1", code=b"\x01" * 32, scheme=new, upload_id=None, added_by="ann")
+    store.add_bank_entry("allow", key="k1", code=b"\x02" * 32, scheme=new, upload_id=None, added_by="ann")
+    store.add_bank_entry("spam", key="k0", code=bytes(range(32)), scheme=new, upload_id="up-9", added_by=None)
+    store.add_bank_entry("spam", key="k1", code=b"\x03" * 32, scheme=new, upload_id=None, added_by="bob")  # replaces
+    assert store.bank_entries("spam", scheme=new) == [("k0", bytes(range(32))), ("k1", b"\x03" * 32)]
+    assert store.bank_entries("allow", scheme=new) == [("k1", b"\x02" * 32)]
     assert store.remove_bank_entry("spam", "k1") is True
     assert store.remove_bank_entry("spam", "k1") is False
-    assert store.bank_entries("spam") == [("k0", bytes(range(32)))]
+    assert store.bank_entries("spam", scheme=new) == [("k0", bytes(range(32)))]
     with pytest.raises(ValueError, match="unknown bank 'deny'"):
-        store.bank_entries("deny")  # type: ignore[arg-type]
+        store.bank_entries("deny", scheme=new)  # type: ignore[arg-type]
+
+
+def test_bank_codes_of_another_scheme_are_kept_apart_until_rehashed(store: ReviewStore) -> None:
+    old, new = "phash/16", "phash_stable/16"
+    store.add_bank_entry("spam", key="a", code=b"\x01" * 32, scheme=old, upload_id="up-a", added_by="ann")
+    store.add_bank_entry("spam", key="b", code=b"\x02" * 32, scheme=new, upload_id="up-b", added_by="ann")
+    store.add_bank_entry("spam", key="c", code=b"\x03" * 32, scheme=None, upload_id=None, added_by="ann")
+    assert store.bank_entries("spam", scheme=new) == [("b", b"\x02" * 32)]
+    assert store.bank_entries("spam", scheme=old) == [("a", b"\x01" * 32)]
+    assert store.foreign_bank_entries("spam", scheme=new) == [("a", "up-a", old), ("c", None, None)]
+    assert store.foreign_bank_entries("allow", scheme=new) == []
+    assert store.rehash_bank_entry("spam", "a", code=b"\x04" * 32, scheme=new) is True
+    assert store.rehash_bank_entry("spam", "zz", code=b"\x04" * 32, scheme=new) is False
+    assert store.bank_entries("spam", scheme=new) == [("a", b"\x04" * 32), ("b", b"\x02" * 32)]
+    assert store.foreign_bank_entries("spam", scheme=new) == [("c", None, None)]
 
 
 # ----------------------------------------------------------------------------------- opening the store
@@ -400,6 +416,39 @@ def test_reopen_keeps_data_and_unknown_schema_version_is_refused(db_url: str) ->
     engine.dispose()
     with pytest.raises(StoreError, match="schema version 999"):
         ReviewStore(db_url)
+
+
+def _downgrade_to_schema_1(db_url: str) -> None:
+    """Make the database look as schema version 1 wrote it: bank entries without a scheme column."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE modops_bank_entries DROP COLUMN scheme"))
+        conn.execute(text("UPDATE modops_meta SET value = '1' WHERE key = 'schema_version'"))
+        conn.execute(
+            text(
+                "INSERT INTO modops_bank_entries (bank, key, code, upload_id, added_by, added_at) "
+                "VALUES ('spam', 'old', :code, 'up-old', 'ann', :at)"
+            ),
+            {"code": b"\x07" * 32, "at": T0.replace(tzinfo=None)},
+        )
+    engine.dispose()
+
+
+def test_schema_1_is_migrated_at_open_and_its_bank_codes_marked_unknown(db_url: str) -> None:
+    with ReviewStore(db_url) as first:
+        upload = _add(first)
+    _downgrade_to_schema_1(db_url)
+    with ReviewStore(db_url) as migrated:
+        assert migrated.get_upload(upload.id) == upload
+        assert migrated.foreign_bank_entries("spam", scheme="phash_stable/16") == [("old", "up-old", None)]
+        assert migrated.bank_entries("spam", scheme="phash_stable/16") == []
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT value FROM modops_meta WHERE key = 'schema_version'")).scalar_one()
+    engine.dispose()
+    assert version == "2"
+    with ReviewStore(db_url) as again:  # opening a migrated database again changes nothing
+        assert again.foreign_bank_entries("spam", scheme="phash_stable/16") == [("old", "up-old", None)]
 
 
 def test_sqlite_creates_parent_folders_and_uses_wal(tmp_path) -> None:

@@ -221,9 +221,50 @@ class ModerationService:
             return self._limits
         return self.model.current()[1].spec.decode_limits
 
+    @property
+    def hash_scheme(self) -> str:
+        """What makes the banks' codes, ``"method/hash_size"``; stored beside each code."""
+        return f"{self.cfg.banks.method}/{self.cfg.banks.hash_size}"
+
     def _load_bank(self, name: str) -> HashBank:
-        bits = self.cfg.banks.hash_size**2
-        return HashBank.from_entries(self.store.bank_entries(name), bits=bits)
+        self._rehash_foreign(name)
+        entries = self.store.bank_entries(name, scheme=self.hash_scheme)
+        return HashBank.from_entries(entries, bits=self.cfg.banks.hash_size**2)
+
+    def _rehash_foreign(self, name: str) -> None:
+        """Re-hash, from their upload's picture, the entries a former hash scheme (or an unrecorded one) made.
+
+        Their codes never compare with the current scheme's. An entry whose picture is gone stays
+        out of the in-memory bank, with a warning naming it, until it is banked again.
+        """
+        foreign = self.store.foreign_bank_entries(name, scheme=self.hash_scheme)
+        missing = []
+        for key, upload_id, _scheme in foreign:
+            code = self._codes_of(upload_id)
+            if code is None:
+                missing.append(key)
+                continue
+            self.store.rehash_bank_entry(name, key, code=code.tobytes(), scheme=self.hash_scheme)
+        if foreign:
+            log.warning(
+                "%s bank: re-hashed %d of %d entries made by another hash scheme than %s%s",
+                name,
+                len(foreign) - len(missing),
+                len(foreign),
+                self.hash_scheme,
+                f"; left out (their pictures are gone, ban them again): {missing}" if missing else "",
+            )
+
+    def _codes_of(self, upload_id: str | None) -> np.ndarray | None:
+        record = self.store.get_upload(upload_id) if upload_id is not None else None
+        if record is None:
+            return None
+        try:
+            image, _ = self.decode(self.image_file(record).read_bytes())
+        except (FileNotFoundError, UploadRejected) as exc:
+            log.warning("cannot re-hash the bank entry of upload %s: %s", upload_id, exc)
+            return None
+        return bank_codes(image, method=self.cfg.banks.method, hash_size=self.cfg.banks.hash_size)
 
     def _hash(self, image: Any) -> np.ndarray:  # noqa: ANN401
         return perceptual_hash(image, method=self.cfg.banks.method, hash_size=self.cfg.banks.hash_size)
@@ -379,7 +420,14 @@ class ModerationService:
             self._admit(record)
 
     def _bank_put(self, bank: str, record: UploadRecord, *, code: np.ndarray, reviewer: Reviewer) -> None:
-        self.store.add_bank_entry(bank, key=record.id, code=code.tobytes(), upload_id=record.id, added_by=reviewer.name)
+        self.store.add_bank_entry(
+            bank,
+            key=record.id,
+            code=code.tobytes(),
+            scheme=self.hash_scheme,
+            upload_id=record.id,
+            added_by=reviewer.name,
+        )
         self.banks[bank].add(record.id, code)
 
     def _bank_drop(self, bank: str, key: str) -> None:

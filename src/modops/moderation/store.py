@@ -4,8 +4,9 @@ Persisted through SQLAlchemy 2.x: SQLite by default (``sqlite:///path/review.db`
 production (``postgresql+psycopg://user@host/db``; a bare ``postgresql://`` is read as psycopg 3,
 the driver modops installs). Tables, all prefixed ``modops_``:
 
-    modops_meta          key -> value; holds ``schema_version`` (:data:`SCHEMA_VERSION`). A database
-                         written by another version is refused with a message, never half-read.
+    modops_meta          key -> value; holds ``schema_version`` (:data:`SCHEMA_VERSION`). An older
+                         database is migrated at open, in one transaction; a newer one is refused
+                         with a message, never half-read.
     modops_uploads       one row per upload: who, what (sha256, image path), the policy's decision,
                          reasons (JSON list of dicts) and scores (JSON {name: float}), the current
                          ``status``, the last reviewer. Indexed on (status, created_at) for the queue
@@ -13,7 +14,8 @@ the driver modops installs). Tables, all prefixed ``modops_``:
     modops_profiles      closed profiles (a row means closed).
     modops_reviewers     name, role, SHA-256 of the API token (never the token), active flag.
     modops_audit         every action: who, when, what, upload/uploader, before and after (JSON), note.
-    modops_bank_entries  (bank, key) -> binary hash code; the app rebuilds its in-memory index from them.
+    modops_bank_entries  (bank, key) -> binary hash code and the scheme that made it (method/size);
+                         the app rebuilds its in-memory index from them.
 
 Statuses (:data:`UPLOAD_STATUSES`): ``allowed`` (public), ``pending_review`` (hidden until a reviewer
 decides), ``blocked``, ``discarded``, ``removed``. Only ``allowed`` content is ever public
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import secrets
 import threading
@@ -119,8 +122,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "restore": (frozenset({"pending_review", "blocked", "removed", "discarded"}), "allowed"),
 }
 
-# Bump together with a migration; a database with another version is refused at open.
-SCHEMA_VERSION = 1
+# Bump together with a migration (:data:`_MIGRATIONS`); a newer database is refused at open.
+SCHEMA_VERSION = 2
 _SCHEMA_KEY = "schema_version"
 # Any constant works: it only serialises concurrent first-time table creation on one PostgreSQL database.
 _PG_INIT_LOCK = 0x6D6F646F7073  # "modops"
@@ -128,6 +131,8 @@ _SQLITE_BUSY_TIMEOUT_S = 30.0
 _PG_CONNECT_TIMEOUT_S = 10
 # Execution option marking the engine whose transactions write (SQLite then begins IMMEDIATE).
 _WRITE_OPTION = "modops_write"
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -316,10 +321,23 @@ class _BankEntry(_Base):
     bank: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     code: Mapped[bytes] = mapped_column(LargeBinary)
+    # "method/hash_size" that made the code (e.g. "phash_stable/16"); NULL for entries written
+    # before schema version 2, which did not record it. Codes of different schemes never compare.
+    scheme: Mapped[str | None] = mapped_column(String(64))
     # No foreign key: banks may be seeded with images that never were uploads in this database.
     upload_id: Mapped[str | None] = mapped_column(String(64))
     added_by: Mapped[str | None] = mapped_column(String(255))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    # Version 1 did not record which hash scheme made a bank code: NULL marks those codes as
+    # unknown, and the service re-hashes them from their upload's picture before using them.
+    conn.execute(text("ALTER TABLE modops_bank_entries ADD COLUMN scheme VARCHAR(64)"))
+
+
+#: ``from_version -> step`` bringing a database from that version to the next, run at open.
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -563,11 +581,18 @@ class ReviewStore:
             found = conn.execute(select(_Meta.value).where(_Meta.key == _SCHEMA_KEY)).scalar_one_or_none()
             if found is None:
                 conn.execute(_Meta.__table__.insert().values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
-            elif found != str(SCHEMA_VERSION):
+                return
+            version = int(found) if found.isdigit() else -1
+            if version not in _MIGRATIONS and version != SCHEMA_VERSION:
                 raise StoreError(
                     f"the review database at {self.url_shown} has schema version {found}, this modops "
                     f"reads version {SCHEMA_VERSION}; use the modops release that wrote it, or a fresh database"
                 )
+            while version != SCHEMA_VERSION:  # each step runs in this one transaction: all or nothing
+                _MIGRATIONS[version](conn)
+                version += 1
+                logger.warning("migrated the review database at %s to schema version %d", self.url_shown, version)
+            conn.execute(update(_Meta).where(_Meta.key == _SCHEMA_KEY).values(value=str(SCHEMA_VERSION)))
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
@@ -911,19 +936,23 @@ class ReviewStore:
         *,
         key: str,
         code: bytes,
+        scheme: str | None,
         upload_id: str | None,
         added_by: str | None,
         now: datetime | None = None,
     ) -> None:
         """Put ``key -> code`` (a binary hash code, e.g. 32 bytes for a 256-bit phash) in ``bank``.
 
-        Idempotent on (bank, key): an existing entry gets the new code, upload_id, added_by and time.
+        ``scheme`` names what made the code (``"method/hash_size"``, e.g. ``"phash_stable/16"``);
+        :meth:`bank_entries` returns only the codes of the scheme asked for. Idempotent on
+        (bank, key): an existing entry gets the new code, scheme, upload_id, added_by and time.
         """
         _choice(bank, BANKS, what="bank")
         values = {
             "bank": bank,
             "key": key,
             "code": bytes(code),
+            "scheme": scheme,
             "upload_id": upload_id,
             "added_by": added_by,
             "added_at": _now(now),
@@ -936,10 +965,26 @@ class ReviewStore:
                 else:
                     from sqlalchemy.dialects.sqlite import insert
                 stmt = insert(_BankEntry).values(**values)
-                updates = {name: stmt.excluded[name] for name in ("code", "upload_id", "added_by", "added_at")}
+                replaced = ("code", "scheme", "upload_id", "added_by", "added_at")
+                updates = {name: stmt.excluded[name] for name in replaced}
                 session.execute(stmt.on_conflict_do_update(index_elements=["bank", "key"], set_=updates))
             else:
                 session.merge(_BankEntry(**values))
+
+    def rehash_bank_entry(self, bank: Bank, key: str, *, code: bytes, scheme: str) -> bool:
+        """Replace the code of an existing entry by one of ``scheme``, keeping who added it and when.
+
+        Returns:
+            True if the entry was there (and now holds ``code``), False if it was not.
+        """
+        _choice(bank, BANKS, what="bank")
+        stmt = (
+            update(_BankEntry)
+            .where(_BankEntry.bank == bank, _BankEntry.key == key)
+            .values(code=bytes(code), scheme=scheme)
+        )
+        with self._writing() as session:
+            return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
 
     def remove_bank_entry(self, bank: Bank, key: str) -> bool:
         """Remove ``key`` from ``bank``; True if it was there."""
@@ -948,8 +993,25 @@ class ReviewStore:
             result = session.execute(delete(_BankEntry).where(_BankEntry.bank == bank, _BankEntry.key == key))
             return result.rowcount == 1  # type: ignore[attr-defined]
 
-    def bank_entries(self, bank: Bank) -> list[tuple[str, bytes]]:
-        """Every (key, code) of ``bank``, sorted by key."""
+    def bank_entries(self, bank: Bank, *, scheme: str) -> list[tuple[str, bytes]]:
+        """Every (key, code) of ``bank`` whose code was made by ``scheme``, sorted by key."""
         _choice(bank, BANKS, what="bank")
-        stmt = select(_BankEntry.key, _BankEntry.code).where(_BankEntry.bank == bank).order_by(_BankEntry.key)
+        stmt = (
+            select(_BankEntry.key, _BankEntry.code)
+            .where(_BankEntry.bank == bank, _BankEntry.scheme == scheme)
+            .order_by(_BankEntry.key)
+        )
         return self._reading(lambda s: [(key, bytes(code)) for key, code in s.execute(stmt)])
+
+    def foreign_bank_entries(self, bank: Bank, *, scheme: str) -> list[tuple[str, str | None, str | None]]:
+        """``(key, upload_id, scheme)`` of each entry of ``bank`` made by another scheme or an unrecorded one.
+
+        Their codes do not compare with ``scheme``'s: re-hash them (:meth:`rehash_bank_entry`).
+        """
+        _choice(bank, BANKS, what="bank")
+        stmt = (
+            select(_BankEntry.key, _BankEntry.upload_id, _BankEntry.scheme)
+            .where(_BankEntry.bank == bank, (_BankEntry.scheme != scheme) | _BankEntry.scheme.is_(None))
+            .order_by(_BankEntry.key)
+        )
+        return self._reading(lambda s: [(key, upload_id, found) for key, upload_id, found in s.execute(stmt)])
