@@ -260,10 +260,14 @@ class ModerationService:
         if record is None:
             return None
         try:
-            image, _ = self.decode(self.image_file(record).read_bytes())
+            return self._bank_codes(record)
         except (FileNotFoundError, UploadRejected) as exc:
             log.warning("cannot re-hash the bank entry of upload %s: %s", upload_id, exc)
             return None
+
+    def _bank_codes(self, record: UploadRecord) -> np.ndarray:
+        """An upload's bank codes: its hash plus its light crops', so a cropped re-upload still matches."""
+        image, _ = self.decode(self.image_file(record).read_bytes())
         return bank_codes(image, method=self.cfg.banks.method, hash_size=self.cfg.banks.hash_size)
 
     def _hash(self, image: Any) -> np.ndarray:  # noqa: ANN401
@@ -404,11 +408,7 @@ class ModerationService:
         return label or _flagged_category(record, categories=self.labels.categories)
 
     def _consequences(self, record: UploadRecord, *, action: str, label: str | None, reviewer: Reviewer) -> None:
-        code = None
-        if action in ("remove", "restore"):
-            image, _ = self.decode(self.image_file(record).read_bytes())
-            # The image's hash plus its light crops, so a cropped re-upload still matches.
-            code = bank_codes(image, method=self.cfg.banks.method, hash_size=self.cfg.banks.hash_size)
+        code = self._bank_codes(record) if action in ("remove", "restore") else None
         if action == "remove":
             self._bank_put("spam", record, code=code, reviewer=reviewer)
             self._bank_drop("allow", record.id)
