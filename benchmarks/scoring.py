@@ -13,7 +13,8 @@ included, from the files on disk:
   :func:`modops.scoring.engines.create_engine` (``"onnx"``): the network exported once
   (export time reported apart) and run by ONNX Runtime with ``--ort-threads`` intra-op threads
   (0 = the process's CPU count), alone and beside decode workers;
-- ``torch.compile`` (``--compile``): the ``"compile"`` engine (compile time reported apart).
+- ``torch.compile`` (``--compile``): the ``"compile"`` engine (compile time reported apart),
+  decoding in the main process and in one worker.
 
 Run: ``.venv/bin/python benchmarks/scoring.py [--images 1024 --batch-size 32 --ort-threads 0 --compile]``.
 Each variant runs ``--repeats`` times and the fastest counts (a shared 2-core machine is noisy).
@@ -130,9 +131,12 @@ def main() -> None:
             started = time.perf_counter()
             _ours(folder, uris[: args.batch_size], predictor, workers=0, batch_size=args.batch_size)
             compile_s = time.perf_counter() - started
-            rows[f"torch.compile {precision} + 1 worker"] = _ours(
-                folder, uris, predictor, workers=1, batch_size=args.batch_size
-            )
+            for workers in (0, 1):
+                name = f"torch.compile {precision}" + (f" + {workers} worker" if workers else "")
+                rows[name] = min(
+                    _ours(folder, uris, predictor, workers=workers, batch_size=args.batch_size)
+                    for _ in range(args.repeats)
+                )
     base = rows["naive (per image, eager fp32)"]
     result = {
         "images": len(uris),

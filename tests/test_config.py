@@ -44,6 +44,18 @@ def test_path_weights_need_a_path():
         load_section({"train": {"pretrained": "path"}}, "train")
 
 
+@pytest.mark.parametrize(
+    ("train", "match"),
+    [
+        ({"source_weights": {"reviewer": 0}}, "must be > 0"),
+        ({"source_weights": {"reviewer": 4}, "sampling": {"priority": "loss"}}, "use one of them"),
+    ],
+)
+def test_source_weights_are_positive_and_not_mixed_with_loss_priority(train, match):
+    with pytest.raises(ConfigError, match=match):
+        load_section({"train": train}, "train")
+
+
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "nope.yaml")

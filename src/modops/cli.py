@@ -266,6 +266,12 @@ def _print_story(r: dict, *, console: Any) -> None:  # noqa: ANN401
         f"round did not label): v{r['before']['version']} {b['recall']:.2f} -> v{r['after']['version']} "
         f"{a['recall']:.2f}; promo_spam flag precision on those images' day {precision(b)} -> {precision(a)}"
     )
+    if "average_precision" in b and "average_precision" in a:
+        console.print(
+            f"  whatever the threshold: median promo_spam score {b['median_score']:.2f} -> {a['median_score']:.2f}, "
+            f"average precision against the day's clean images {b['average_precision']:.2f} -> "
+            f"{a['average_precision']:.2f}"
+        )
     word = "PASSED: champion now v" + str(r["champion_after"]) if r["gate_passed"] else "FAILED: champion unchanged"
     console.print(f"[bold]gate[/] on v{r['candidate_version']}: {word}")
     for reason in r["gate_reasons"][:6]:

@@ -355,6 +355,10 @@ class TrainConfig(_Section):
 
     Shared keys live here; each trainer reads its own subsection (``supervised``,
     ``mean_teacher``, ``ohem_cascade``), and ``dvc.yaml`` depends on the active one only.
+
+    ``source_weights`` draws the labels of some sources more often within their class (for
+    example ``reviewer: 4``: a relabel round's few labels of a new spam style come up four times
+    as often as an upload label, so one round moves the model); class shares are unchanged.
     """
 
     trainer: str = "supervised"
@@ -383,6 +387,10 @@ class TrainConfig(_Section):
     workers: int = Field(default=1, ge=0, description="DataLoader worker processes; 0 = decode in the main process")
     seed: int = 0
     num_threads: int = Field(default=0, ge=0, description="0 = torch's default")
+    source_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="sampling weight per label source (e.g. reviewer: 4), within each class; unlisted sources 1",
+    )
     supervised: SupervisedConfig = SupervisedConfig()
     mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
     ohem_cascade: CascadeConfig = CascadeConfig()
@@ -391,6 +399,14 @@ class TrainConfig(_Section):
     def _weights(self) -> TrainConfig:
         if self.pretrained == "path" and not self.weights_path:
             raise ValueError("train.pretrained is 'path' but train.weights_path is empty")
+        bad = {k: v for k, v in self.source_weights.items() if not v > 0}
+        if bad:
+            raise ValueError(f"train.source_weights must be > 0 (1 = as often as other labels), got {bad}")
+        if self.source_weights and self.sampling.priority != "none":
+            raise ValueError(
+                "train.source_weights and train.sampling.priority: loss both set how often images are drawn; "
+                "use one of them"
+            )
         return self
 
 

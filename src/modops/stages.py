@@ -71,7 +71,7 @@ def ingest_stage(
             cfg=cfg,
             s3_endpoint_url=settings.s3_endpoint_url,
             progress=advance,
-            reviewed_source=cfg.reviewed_source,
+            reviewed_source=_reviewed_source(cfg.reviewed_source, params_path=params_path),
         )
     events = upload_events(read_manifest(out_dir / "manifest.parquet"))
     batch = LabelStore(labels_dir).write_batch(events, name="upload", replace=True, allowed_labels=labels.all)
@@ -80,6 +80,16 @@ def ingest_stage(
         f"{summary.quarantine_reasons or ''} -> {out_dir}; {batch.n_events} label events -> {batch.path}"
     )
     return summary.to_dict()
+
+
+def _reviewed_source(source: str, *, params_path: Path) -> str:
+    """``ingest.reviewed_source`` with a relative local folder taken from the project folder (where
+    ``params_path`` is), as DVC does, so the round's copy and the next ingest find the same folder."""
+    from modops.data.sources import is_s3
+
+    if not source or is_s3(source) or Path(source).is_absolute():
+        return source
+    return str(Path(params_path).resolve().parent / source)
 
 
 def validate_stage(
@@ -357,6 +367,7 @@ def train_stage(
     from modops.data.ingest import read_decode_limits
     from modops.models.io import save_members
     from modops.training import TrainData, get_trainer
+    from modops.training.sampling import combine_weights
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
@@ -368,9 +379,11 @@ def train_stage(
     train_ids, train_y = _split_rows(splits, "train", labels.all)
     val_ids, val_y = _split_rows(splits, "val", labels.all)
     unlabeled = splits.loc[splits["split"] == "unlabeled", "image_id"].tolist()
-    train_ids, train_y, train_weight, noise = _apply_noise(
+    train_ids, train_y, noise_weight, noise = _apply_noise(
         train_ids, train_y, issues_path=issues_path, cfg=load_section(params, "noise"), train_cfg=cfg
     )
+    train_weight, by_source = _source_weights(splits, train_ids, weights=cfg.source_weights)
+    train_weight = combine_weights(noise_weight, train_weight)
     data = TrainData(
         ImageStore(store_dir),
         train_ids,
@@ -385,6 +398,7 @@ def train_stage(
     rep.log(
         f"train: {cfg.trainer}/{cfg.backbone}: {len(train_ids)} train, {len(val_ids)} val, {len(unlabeled)} unlabelled "
         f"images; labels {label_version}; noise check: {noise}"
+        + (f"; drawn more often by source: {by_source}" if by_source else "")
     )
 
     def on_step(phase: str, done: int, total: int) -> None:
@@ -413,6 +427,7 @@ def train_stage(
         "n_val": len(val_ids),
         "n_unlabeled": len(unlabeled),
         "noise": noise,
+        "source_weights": by_source,
         "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history if h.get("phase") != "stage1")
         if result.kind == "cascade"
         else max(h["val_macro_pr_auc"] for h in result.history),
@@ -462,6 +477,21 @@ def _apply_noise(
             )
         return ids, y, sample_weights(ids, issues, weight=cfg.weight), {**summary, "weight": cfg.weight}
     return ids, y, None, summary
+
+
+def _source_weights(
+    splits: pd.DataFrame, ids: list[str], *, weights: dict[str, float]
+) -> tuple[np.ndarray | None, dict[str, dict[str, float | int]]]:
+    """``train.source_weights`` for the train images ``ids``: (weights [N] or None, ``{source: {weight, images}}``)."""
+    from modops.training.sampling import source_weights
+
+    if not weights:
+        return None, {}
+    source = splits.drop_duplicates("image_id").set_index("image_id")["source"] if "source" in splits else None
+    sources = [None if source is None else source.get(i) for i in ids]
+    counts = pd.Series([s for s in sources if s in weights], dtype=object).value_counts()
+    summary = {str(k): {"weight": float(weights[k]), "images": int(counts.get(k, 0))} for k in sorted(weights)}
+    return source_weights(sources, weights), summary
 
 
 def _pace_summary(pace: dict | None) -> dict[str, object]:
@@ -1507,13 +1537,10 @@ def _admit_round(
     A relative ``reviewed_source`` is taken from the project folder (where ``params_path`` is), as DVC does.
     """
     from modops.data.reviewed import admit_reviewed
-    from modops.data.sources import is_s3
     from modops.scoring.daily import partition_dir
 
     icfg = load_section(load_params(params_path), "ingest")
-    dest = icfg.reviewed_source
-    if not is_s3(dest) and not Path(dest).is_absolute():
-        dest = str(params_path.resolve().parent / dest)
+    dest = _reviewed_source(icfg.reviewed_source, params_path=params_path)
     source = selected.get("source")
     if source is None:  # a batch selected before the source was recorded: the scored partition knows it
         part = partition_dir(settings.prediction_log_dir, day=day, model_version=version)

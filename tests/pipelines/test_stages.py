@@ -236,3 +236,12 @@ def test_validation_failure_stops_with_report(small_pool, tmp_path):
     with pytest.raises(StageError, match="class_count_min") as exc:
         validate_stage(tmp_path / "ing/manifest.parquet", tmp_path / "val", params_path=params)
     assert "index.html" in str(exc.value) and (tmp_path / "val/index.html").is_file()
+
+
+def test_a_relative_reviewed_source_is_taken_from_the_project_folder_not_the_working_directory(tmp_path):
+    from modops.stages import _reviewed_source
+
+    params = tmp_path / "project" / "params.yaml"
+    assert _reviewed_source("data/reviewed", params_path=params) == str(tmp_path.resolve() / "project/data/reviewed")
+    assert _reviewed_source("/srv/reviewed", params_path=params) == "/srv/reviewed"
+    assert _reviewed_source("s3://bucket/reviewed", params_path=params) == "s3://bucket/reviewed"

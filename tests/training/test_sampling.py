@@ -90,3 +90,37 @@ def test_memory_must_match_the_dataset():
         PrioritySampler(
             Y, class_weight=torch.ones(2), memory=LossMemory(5), num_samples=10, mix=0.5, max_ratio=2, seed=0
         )
+
+
+def test_source_weights_follow_each_label_source_and_default_to_one():
+    from modops.training.sampling import source_weights
+
+    sources = ["upload", "reviewer", None, "retrieval", "reviewer"]
+    assert source_weights(sources, {}) is None
+    assert source_weights(sources, {"moderation": 3.0}) is None  # no image from that source
+    np.testing.assert_array_equal(source_weights(sources, {"reviewer": 4.0}), [1, 4, 1, 1, 4])
+
+
+def test_reviewer_labels_are_drawn_more_often_within_their_class_and_class_shares_stay():
+    from modops.training.sampling import combine_weights, source_weights
+
+    y = np.array([0] * 80 + [1] * 20)
+    sources = ["upload"] * 95 + ["reviewer"] * 5  # a round's five labels of a new style
+    noise = np.ones(100)
+    noise[0] = 0.2
+    weight = combine_weights(noise, source_weights(sources, {"reviewer": 4.0}))
+    assert weight[0] == pytest.approx(0.2) and weight[-1] == 4.0
+    draws = np.bincount(
+        list(balanced_sampler(y, num_classes=2, cap=100.0, num_samples=40_000, seed=0, item_weight=weight)),
+        minlength=100,
+    )
+    assert abs(draws[y == 1].sum() - 20_000) < 800  # the positive class keeps its half
+    assert draws[95:].mean() > 3 * draws[80:95].mean()  # reviewer positives ~4x their upload peers
+
+
+def test_combine_weights_refuses_vectors_of_different_lengths():
+    from modops.training.sampling import combine_weights
+
+    assert combine_weights(None, None) is None
+    with pytest.raises(ValueError, match="differ in length"):
+        combine_weights(np.ones(3), np.ones(4))

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modops.config import Settings, load_params, load_section
@@ -84,8 +85,11 @@ def style_recall(
 
     Returns:
         ``n`` (the style's images), ``recall`` (share of them flagged as ``category``), ``flagged``
-        (all the day's images flagged as ``category``, outside ``exclude``) and ``precision`` (share
-        of those whose true label is ``category``).
+        (all the day's images flagged as ``category``, outside ``exclude``), ``precision`` (share
+        of those whose true label is ``category``) and, from the scores ``p_<category>``, whatever
+        the operating threshold: ``median_score`` of the style's images and ``average_precision``
+        of ranking them above the day's clean images (what a round moved even when the threshold
+        it is judged at did not).
     """
     rows = predictions[~predictions["image_id"].isin(exclude)]
     variant = rows["uri"].map(variants)
@@ -100,6 +104,21 @@ def style_recall(
         "recall": hits / positives if positives else float("nan"),
         "flagged": flagged,
         "precision": int((flag & (true_cat == category)).sum()) / flagged if flagged else float("nan"),
+        **_style_ranking(rows[f"p_{category}"], in_style=in_style, clean=true_cat == "clean"),
+    }
+
+
+def _style_ranking(score: pd.Series, *, in_style: pd.Series, clean: pd.Series) -> dict[str, float]:
+    """Median score of the style's images and the average precision of ranking them above clean ones."""
+    from sklearn.metrics import average_precision_score
+
+    pos, neg = score[in_style].to_numpy(), score[clean & ~in_style].to_numpy()
+    if not len(pos):
+        return {"median_score": float("nan"), "average_precision": float("nan")}
+    y = [1] * len(pos) + [0] * len(neg)
+    return {
+        "median_score": float(np.median(pos)),
+        "average_precision": float(average_precision_score(y, np.concatenate([pos, neg]))) if len(neg) else 1.0,
     }
 
 

@@ -14,13 +14,37 @@ batch's per-sample losses; each epoch's sampler reads it as it draws, batch by b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["LossMemory", "PrioritySampler", "priorities"]
+__all__ = ["LossMemory", "PrioritySampler", "combine_weights", "priorities", "source_weights"]
+
+
+def source_weights(sources: Sequence[str | None], weights: Mapping[str, float]) -> np.ndarray | None:
+    """Per-image sampling weights [N] from each label's source: ``weights[source]``, else 1.
+
+    Returns None when no image's source is listed (training draws as usual).
+    """
+    if not weights:
+        return None
+    w = np.array([float(weights.get(s, 1.0)) if s is not None else 1.0 for s in sources], dtype=np.float64)
+    return None if (w == 1.0).all() else w
+
+
+def combine_weights(*weights: np.ndarray | None) -> np.ndarray | None:
+    """The product of per-image weight vectors [N]; None entries count as all ones (None when all are)."""
+    given = [np.asarray(w, dtype=np.float64) for w in weights if w is not None]
+    if not given:
+        return None
+    out = given[0].copy()
+    for w in given[1:]:
+        if w.shape != out.shape:
+            raise ValueError(f"weight vectors differ in length: {out.shape} vs {w.shape}")
+        out *= w
+    return out
 
 
 class LossMemory:
