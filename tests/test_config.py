@@ -49,6 +49,7 @@ def test_path_weights_need_a_path():
     [
         ({"source_weights": {"reviewer": 0}}, "must be > 0"),
         ({"source_weights": {"reviewer": 4}, "sampling": {"priority": "loss"}}, "use one of them"),
+        ({"source_weights": {"reviewers": 4}}, "unknown label source 'reviewers' \\(did you mean 'reviewer'\\?\\)"),
     ],
 )
 def test_source_weights_are_positive_and_not_mixed_with_loss_priority(train, match):

@@ -399,6 +399,15 @@ class TrainConfig(_Section):
     def _weights(self) -> TrainConfig:
         if self.pretrained == "path" and not self.weights_path:
             raise ValueError("train.pretrained is 'path' but train.weights_path is empty")
+        from modops.data.labelstore import EVENT_SOURCES
+
+        for name in self.source_weights:
+            if name not in EVENT_SOURCES:
+                close = difflib.get_close_matches(name, EVENT_SOURCES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"train.source_weights names unknown label source {name!r}{hint}; choose from {list(EVENT_SOURCES)}"
+                )
         bad = {k: v for k, v in self.source_weights.items() if not v > 0}
         if bad:
             raise ValueError(f"train.source_weights must be > 0 (1 = as often as other labels), got {bad}")
