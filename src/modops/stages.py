@@ -9,6 +9,7 @@ only inside the stages that talk to it (train, register), so core stages run any
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -489,8 +490,8 @@ def _source_weights(
         return None, {}
     source = splits.drop_duplicates("image_id").set_index("image_id")["source"] if "source" in splits else None
     sources = [None if source is None else source.get(i) for i in ids]
-    counts = pd.Series([s for s in sources if s in weights], dtype=object).value_counts()
-    summary = {str(k): {"weight": float(weights[k]), "images": int(counts.get(k, 0))} for k in sorted(weights)}
+    counts = Counter(sources)
+    summary = {str(k): {"weight": float(weights[k]), "images": counts[k]} for k in sorted(weights)}
     return source_weights(sources, weights), summary
 
 
