@@ -211,6 +211,21 @@ def test_loss_prediction_head_trains_with_every_trainer(name, tiny):
     assert pred.loss is not None and pred.loss.shape == (8,) and np.isfinite(pred.loss).all()
 
 
+def test_head_detached_from_the_start_trains_the_same_classifier(tiny):
+    # detach_after: 0 (the demo profile) trains the head on the backbone's features without
+    # shaping them: the classifier's weights are those of a run without a head, bit for bit.
+    plain = tiny.train("supervised", epochs=1)
+    cfg = LossPredictionConfig(enabled=True, hidden=16, detach_after=0.0)
+    headed = tiny.train("supervised", epochs=1, loss_prediction=cfg)
+    name = plain.result.members[0].name
+    assert set(headed.states[name]) - set(plain.states[name]) == {k for k in headed.states[name] if "loss_head." in k}
+    for key, value in plain.states[name].items():
+        assert torch.equal(value, headed.states[name][key]), key
+    # Shaping the backbone (the paper's 0.6) does change it.
+    shaped = tiny.train("supervised", epochs=1, loss_prediction=cfg.model_copy(update={"detach_after": 1.0}))
+    assert any(not torch.equal(v, shaped.states[name][k]) for k, v in plain.states[name].items())
+
+
 # --- unreadable images ------------------------------------------------------------------------
 
 

@@ -105,7 +105,11 @@ def attach_loss_head(net: nn.Module, layers: Sequence[str], *, input_size: int, 
     net.train(was_training)
     if len(feats) != len(layers) or any(f.dim() != 4 for f in feats):
         raise ValueError(f"the stage layers {list(layers)} must each output one 4-D feature map per forward pass")
-    net.loss_head = LossHead([f.shape[1] for f in feats], layers=layers, hidden=hidden).to(param.device)
+    # Initialised on a fork of the global generator: a network with a head consumes the same random
+    # stream as one without (dropout masks, loader seeds), so a head that sends no gradient into
+    # the backbone (train.loss_prediction.detach_after: 0) leaves the classifier's training unchanged.
+    with torch.random.fork_rng(devices=[]):
+        net.loss_head = LossHead([f.shape[1] for f in feats], layers=layers, hidden=hidden).to(param.device)
     return net
 
 
