@@ -49,7 +49,7 @@ def letterbox(img: Image.Image, *, image_size: int) -> Image.Image:
     Returns:
         An RGB image of ``image_size x image_size`` pixels.
     """
-    img = img.convert("RGB")
+    img = img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image
     w, h = img.size
     scale = image_size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))

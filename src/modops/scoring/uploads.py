@@ -9,6 +9,7 @@ decoders only, pixel cap), so a hostile file becomes a reason, never a crash.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ class UploadDataset(Dataset):
 
     def __getitem__(self, i: int) -> UploadItem:
         size = self.preset.image_size
-        blank = torch.zeros((3, size, size), dtype=torch.uint8)
+        blank = _blank(size)
         try:
             data = self.reader.get(self.keys[i])
         except FileTooLargeError as exc:
@@ -116,6 +117,12 @@ class UploadDataset(Dataset):
             "",
             "",
         )
+
+
+@functools.cache
+def _blank(size: int) -> torch.Tensor:
+    """uint8 [3, size, size] zeros, the image of a refused upload (shared: collation copies it)."""
+    return torch.zeros((3, size, size), dtype=torch.uint8)
 
 
 def _brightness(img) -> float:  # noqa: ANN001 - a PIL image
