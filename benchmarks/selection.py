@@ -122,14 +122,14 @@ def run(args: argparse.Namespace) -> dict:
     total = int(sum(positive[u] for u in scored["uri"]))
     has_loss = bool(np.isfinite(scored["predicted_loss"]).all())
     rows = []
+    expected = total / max(len(scored), 1) * 1000  # random's exact expectation per 1,000 labels
     for budget in args.budgets:
         rand = [
             _found(select(scored, classes=classes, strategy="random", budget=budget, seed=s), positive)
             for s in range(args.random_repeats)
         ]
-        base = float(np.mean(rand)) / budget * 1000
-        expected = total / max(len(scored), 1) * 1000  # random's exact expectation per 1,000 labels
         mean = float(np.mean(rand))
+        base = mean / budget * 1000
         rows.append(_row("random", budget, found=mean, n=budget, total=total, base=base, expected=expected))
         strategies = _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor, novelty=args.novelty)
         for name, kw in strategies.items():

@@ -221,7 +221,7 @@ def test_head_detached_from_the_start_trains_the_same_classifier(tiny):
     assert set(headed.states[name]) - set(plain.states[name]) == {k for k in headed.states[name] if "loss_head." in k}
     for key, value in plain.states[name].items():
         assert torch.equal(value, headed.states[name][key]), key
-    # Shaping the backbone (the paper's 0.6) does change it.
+    # A head that shapes the backbone (detach_after: 1, never detached) does change it.
     shaped = tiny.train("supervised", epochs=1, loss_prediction=cfg.model_copy(update={"detach_after": 1.0}))
     assert any(not torch.equal(v, shaped.states[name][k]) for k, v in plain.states[name].items())
 
