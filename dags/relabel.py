@@ -12,7 +12,9 @@ whose drift crossed the thresholds), or by hand for any scored day:
   state folder, as labelling round N.
 - **reviewed**: a sensor (rescheduled every 10 minutes, for up to 3 days) that waits for the
   reviewers' export at `relabel.export` and imports it into the label store (`source:
-  reviewer`, round N); with `relabel.reviewer: demo_oracle` the demo's ground truth answers.
+  reviewer`, round N), with a record of the model that selected the round (the retraining
+  fine-tunes it: `train.warm_start`); with `relabel.reviewer: demo_oracle` the demo's ground
+  truth answers.
 - **retrain_wanted** / **retrain**: triggers `modops_training` (`relabel.retrain`); its gate
   decides whether the retrained model becomes champion.
 

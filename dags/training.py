@@ -19,7 +19,8 @@ Runs the training pipeline defined in `dvc.yaml`, **one DVC stage per task**, in
 - **noise**: confident learning (cleanlab) on out-of-fold predictions flags likely mislabelled
   train and val images: `data/noise/review.csv` for reviewers; training leaves them out or
   draws them less often as `params.yaml: noise.action` says.
-- **train**: trains one candidate with the trainer and backbone named in `params.yaml`.
+- **train**: trains one candidate with the trainer and backbone named in `params.yaml`; after a
+  relabel round it fine-tunes the model that selected the round (`train.warm_start`).
 - **evaluate**: scores the holdout: per-category metrics, thresholds, confidence intervals, plots.
 - **register**: applies the promotion gate and records the candidate in the MLflow registry.
 

@@ -66,6 +66,9 @@ def test_a_drifted_day_pages_on_call_and_its_relabel_round_retrains(tmp_path):
     pooled = set(manifest.loc[manifest["uri"].str.startswith("@reviewed/"), "image_id"])
     assert pooled == set(reviewed["image_id"])
     assert result["candidate_version"] == "2" and result["before"]["version"] == "1"
+    # The retraining fine-tuned the model that selected the round (train.warm_start: round_model).
+    started = json.loads((project / "models/train_metrics.json").read_text())["warm_start"]
+    assert started["round"] == 1 and started["model_version"] == "1" and started["from"].endswith("/v1")
     assert 0 <= result["after"]["new_style"]["recall"] <= 1 and result["before"]["new_style"]["n"] > 0
     assert (project / "data/noise/review.csv").is_file()
     assert "recall on the new style" in story.stdout

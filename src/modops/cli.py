@@ -273,6 +273,8 @@ def _print_story(r: dict, *, console: Any) -> None:  # noqa: ANN401
             f"{a['average_precision']:.2f}"
         )
     word = "PASSED: champion now v" + str(r["champion_after"]) if r["gate_passed"] else "FAILED: champion unchanged"
+    if r.get("trained_from"):
+        console.print(f"v{r['candidate_version']} trained from {r['trained_from']} (train.warm_start)")
     console.print(f"[bold]gate[/] on v{r['candidate_version']}: {word}")
     for reason in r["gate_reasons"][:6]:
         console.print(f"  - {reason}")

@@ -242,6 +242,28 @@ class LossPredictionConfig(_Section):
     hidden: int = Field(default=128, ge=1)
 
 
+class WarmStartConfig(_Section):
+    """Where a retraining starts (``train.warm_start``).
+
+    A relabel round is selected by one registered model and labelled by reviewers; with
+    ``init: round_model`` the next training fine-tunes that model on every label (the round's
+    included) instead of learning everything again from ``train.pretrained``, so the round adds
+    the new style to what the model already knew. The split's ``label_version.json`` records
+    which model selected the latest round, so DVC retrains exactly when a new round arrives.
+    Training without any relabel round in its labels starts from ``train.pretrained`` as usual.
+
+    Attributes:
+        init: ``none`` (always train from ``train.pretrained``) or ``round_model``.
+        epochs: The fine-tuning schedule's epochs (replaces ``train.epochs`` when warm-starting).
+        lr: Its peak learning rate (replaces ``train.lr``): lower than from scratch, so the
+            first steps do not undo what the model knew.
+    """
+
+    init: Literal["none", "round_model"] = "none"
+    epochs: int = Field(default=3, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+
+
 class SupervisedConfig(_Section):
     """The supervised trainer: one backbone, one loss (``train.supervised``).
 
@@ -382,6 +404,7 @@ class TrainConfig(_Section):
     augment: AugmentConfig = AugmentConfig()
     sampling: SamplingConfig = SamplingConfig()
     loss_prediction: LossPredictionConfig = LossPredictionConfig()
+    warm_start: WarmStartConfig = WarmStartConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     workers: int = Field(default=1, ge=0, description="DataLoader worker processes; 0 = decode in the main process")

@@ -216,7 +216,12 @@ def split_stage(
     atomic_write_parquet(splits_path, result.splits)
     _write_json(
         splits_path.parent / "label_version.json",
-        {**version.to_dict(), "orphan_labels": orphans, "holdout_hash": holdout_hash(judged)},
+        {
+            **version.to_dict(),
+            "orphan_labels": orphans,
+            "holdout_hash": holdout_hash(judged),
+            "rounds": _round_records(store),
+        },
     )
     if result.created_holdout or origin == "published":
         atomic_write_parquet(holdout_path, result.holdout)
@@ -339,6 +344,17 @@ def _split_rows(splits: pd.DataFrame, split: str, classes: tuple[str, ...]) -> t
     return rows["image_id"].tolist(), rows["label"].map(index).to_numpy(dtype=np.int64)
 
 
+def _round_records(store) -> list[dict]:  # noqa: ANN001
+    """The relabel rounds whose labels are in ``store``: each round's record, or just its number.
+
+    A round without a record (decisions from the moderation service, a hand import) names no model.
+    """
+    events = store.events()
+    present = sorted(int(r) for r in events["round"].unique() if r >= 1)
+    records = store.rounds()
+    return [records.get(r, {"round": r}) for r in present]
+
+
 def _label_version(splits_path: Path) -> str | None:
     path = splits_path.parent / "label_version.json"
     return json.loads(path.read_text())["id"] if path.is_file() else None
@@ -396,9 +412,13 @@ def train_stage(
         train_weight=train_weight,
     )
     label_version = _label_version(splits_path)
+    init, warm = _warm_start(cfg, splits_path=splits_path, settings=settings, classes=labels.all)
+    if init is not None:
+        # Fine-tuning: its own (shorter, gentler) schedule replaces the from-scratch one.
+        cfg = cfg.model_copy(update={"epochs": cfg.warm_start.epochs, "lr": cfg.warm_start.lr})
     rep.log(
         f"train: {cfg.trainer}/{cfg.backbone}: {len(train_ids)} train, {len(val_ids)} val, {len(unlabeled)} unlabelled "
-        f"images; labels {label_version}; noise check: {noise}"
+        f"images; labels {label_version}; noise check: {noise}; starts from {warm['from']}"
         + (f"; drawn more often by source: {by_source}" if by_source else "")
     )
 
@@ -408,7 +428,7 @@ def train_stage(
             rep.log(f"train: {phase} done ({total} steps)")
 
     with rep.task(f"train {cfg.trainer}/{cfg.backbone}", total=None) as advance:
-        result = trainer(data, cfg=cfg, class_names=labels.all, progress=on_step)
+        result = trainer(data, cfg=cfg, class_names=labels.all, progress=on_step, init=init)
     for h in result.history:
         rep.log("train: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items()))
     spec = result.spec(labels.all, trainer=cfg.trainer, label_version=label_version)
@@ -429,6 +449,7 @@ def train_stage(
         "n_unlabeled": len(unlabeled),
         "noise": noise,
         "source_weights": by_source,
+        "warm_start": warm,
         "best_val_macro_pr_auc": max(h["val_macro_pr_auc"] for h in result.history if h.get("phase") != "stage1")
         if result.kind == "cascade"
         else max(h["val_macro_pr_auc"] for h in result.history),
@@ -443,6 +464,53 @@ def train_stage(
         _write_json(metrics_path, summary)
     rep.log(f"train: {json.dumps(summary, default=str)}")
     return summary
+
+
+def _warm_start(cfg, *, splits_path: Path, settings: Settings | None, classes: tuple[str, ...]):  # noqa: ANN001, ANN202
+    """``(init states or None, summary)``: the weights ``train.warm_start`` says training starts from.
+
+    With ``init: round_model`` that is the registered model that selected the latest relabel round
+    in the split's labels (``label_version.json``: ``rounds``); with no such round, or ``init:
+    none``, training starts from ``train.pretrained``.
+    """
+    fresh = {"from": f"train.pretrained ({cfg.pretrained})"}
+    if cfg.warm_start.init == "none":
+        return None, fresh
+    path = splits_path.parent / "label_version.json"
+    rounds = json.loads(path.read_text()).get("rounds", []) if path.is_file() else []
+    chosen = [r for r in rounds if r.get("model_version") is not None]
+    if not chosen:
+        return None, {**fresh, "why": "no relabel round selected by a registered model in these labels"}
+    latest = max(chosen, key=lambda r: int(r["round"]))
+    name, version = (
+        latest.get("model_name") or (settings.model_name if settings else None),
+        str(latest["model_version"]),
+    )
+    if settings is None or name is None:
+        raise StageError(
+            f"train.warm_start.init is round_model and round {latest['round']} was selected by v{version}, but this "
+            "training has no model registry to fetch it from (`modops train --no-mlflow` runs without one); run "
+            "it with the registry (MODOPS_TRACKING_URI) or set train.warm_start.init: none"
+        )
+    from modops.models.io import load_member_states
+    from modops.registry.promotion import cached_model_dir
+    from modops.registry.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    try:
+        model_dir = cached_model_dir(name, version, cache_dir=settings.model_cache_dir)
+    except FileNotFoundError as exc:
+        raise StageError(
+            f"round {latest['round']} was selected by {name} v{version}, which the registry cannot give: {exc}; "
+            "set train.warm_start.init: none to train from scratch"
+        ) from exc
+    states, spec = load_member_states(model_dir)
+    if tuple(spec.classes) != tuple(classes):
+        raise StageError(
+            f"{name} v{version} scores classes {list(spec.classes)} but labels are {list(classes)}: a warm start "
+            "needs the same label set; set train.warm_start.init: none to train from scratch"
+        )
+    return states, {"from": f"{name}/v{version}", "round": int(latest["round"]), "model_version": version}
 
 
 def _apply_noise(
@@ -530,6 +598,7 @@ def _log_training(settings: Settings, *, cfg, result, summary: dict, manifest_pa
                 "modops.git_revision": git_revision(),
                 "modops.stage": "train",
                 "modops.trainer": cfg.trainer,
+                "modops.warm_start": str(summary.get("warm_start", {}).get("from")),
             }
         )
         for step, h in enumerate(result.history, start=1):
@@ -882,9 +951,10 @@ def _register(
     from modops.registry.promotion import HOLDOUT_TAG, register_candidate
     from modops.registry.tracking import file_hash, git_revision
 
-    run_id = None
+    trained: dict = {}
     if train_metrics_path is not None and train_metrics_path.is_file():
-        run_id = json.loads(train_metrics_path.read_text()).get("mlflow_run_id")
+        trained = json.loads(train_metrics_path.read_text())
+    run_id, started = trained.get("mlflow_run_id"), (trained.get("warm_start") or {}).get("from")
     flat = {
         f"holdout.{cat}.{k}": float(v)
         for cat, m in metrics["holdout"].items()
@@ -918,6 +988,8 @@ def _register(
             "modops.data_version": file_hash(manifest_path),
             HOLDOUT_TAG: judged_on,
             "modops.git_revision": git_revision(),
+            # What training started from: a relabel round's model (train.warm_start) or train.pretrained.
+            **({"modops.started_from": str(started)} if started else {}),
         },
     )
 
@@ -1507,6 +1579,18 @@ def relabel_stage(
         when=ctx.when,
         allowed=labels.all,
     )
+    # The round's record names the model that chose it: the next training fine-tunes that model
+    # (train.warm_start.init: round_model). Written with the labels, so one label version has one record.
+    store.record_round(
+        round_,
+        {
+            "model_name": settings.model_name,
+            "model_version": version,
+            "day": day,
+            "reviewer": cfg.reviewer,
+            "batch": _state_relative(batch, settings),
+        },
+    )
     admitted = _admit_round(
         frame, batch, selected=selected, params_path=params_path, settings=settings, day=day, version=version
     )
@@ -1528,6 +1612,14 @@ def relabel_stage(
         + (f", {len(admitted['failed'])} could not be copied (see import.json)" if admitted["failed"] else "")
     )
     return result
+
+
+def _state_relative(path: Path, settings: Settings) -> str:
+    """``path`` relative to the state folder when it is inside it (records stay machine-independent)."""
+    try:
+        return path.resolve().relative_to(settings.state_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _admit_round(

@@ -82,6 +82,17 @@ def test_a_round_waits_for_the_export_then_imports_it_once(tmp_path, uploads, mo
     assert set(events["source"]) == {"reviewer"} and set(events["round"]) == {1}
     assert set(events["who"]) == {"ana@example.com"} and set(events["label"]) == {"promo_spam"}
     assert sorted(events["image_id"]) == sorted(t["data"]["image_id"] for t in tasks)
+    # The round names the model that selected it (train.warm_start fine-tunes that one).
+    assert LabelStore(labels).rounds() == {
+        1: {
+            "round": 1,
+            "model_name": "relabel-test",
+            "model_version": version,
+            "day": DAY,
+            "reviewer": "label_studio",
+            "batch": f"relabel/day={DAY}/model_version={version}",
+        }
+    }
     # The decided images join the pool: copied, content-addressed, to ingest.reviewed_source.
     copied = sorted(p.stem for p in (tmp_path / "data" / "reviewed").rglob("*.jpg"))
     assert copied == sorted(events["image_id"]) and done["admitted"]["written"] == 4

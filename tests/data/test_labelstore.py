@@ -253,3 +253,27 @@ def test_events_from_frame_columns_and_event_ids() -> None:
     assert ev["event_id"].iloc[0] == canonical_event_id(
         A, "clean", source="reviewer", who="ana", when="2026-11-20T09:00:00Z", round=2
     )
+
+
+def test_a_relabel_round_records_the_model_that_selected_it(tmp_path: Path) -> None:
+    store = LabelStore(tmp_path / "labels")
+    assert store.rounds() == {}
+    meta = {
+        "model_name": "m",
+        "model_version": "3",
+        "day": "2026-12-02",
+        "batch": "relabel/day=2026-12-02/model_version=3",
+    }
+    path = store.record_round(1, meta)
+    assert path == tmp_path / "labels" / "rounds" / "round-000001.json"
+    assert store.rounds() == {1: {"round": 1, **meta}}
+    assert store.batches() == []  # a record is not a label batch
+    store.record_round(1, {**meta, "day": "2026-12-03"})  # same model: re-recorded (idempotent re-import)
+    with pytest.raises(ValueError, match=r"round 1 is already recorded.*model_version.*start a new round"):
+        store.record_round(1, {**meta, "model_version": "4"})
+    for bad in (0, -1, True, "1"):
+        with pytest.raises(ValueError, match="integer >= 1"):
+            store.record_round(bad, meta)  # type: ignore[arg-type]
+    (path.parent / "round-000002.json").write_text("{not json")
+    with pytest.raises(BatchReadError, match=r"round-000002\.json.*names the model"):
+        store.rounds()

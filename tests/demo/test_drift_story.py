@@ -66,6 +66,7 @@ def test_the_story_prints_the_round_and_the_new_style_figures():
         "before": {"version": "1", "new_style": style},
         "after": {"version": "2", "new_style": {**style, "median_score": 0.69, "average_precision": 0.63}},
         "candidate_version": "2",
+        "trained_from": "modops-moderation/v1",
         "gate_passed": False,
         "gate_reasons": ["promo_spam precision 0.00 < floor 0.80"],
         "champion_after": None,
@@ -79,3 +80,4 @@ def test_the_story_prints_the_round_and_the_new_style_figures():
     assert "v1 0.00 -> v2 0.00" in text and "12 of them new-style spam" in text
     assert "median promo_spam score 0.28 -> 0.69" in text and "clean images 0.08 -> 0.63" in text
     assert "FAILED: champion unchanged" in text and "promo_spam precision 0.00 < floor 0.80" in text
+    assert "v2 trained from modops-moderation/v1" in text

@@ -222,6 +222,64 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
     assert json.loads((d / "reg2.json").read_text())["gate"]["passed"] is False
 
 
+@pytest.mark.slow
+def test_a_relabel_round_fine_tunes_the_model_that_selected_it(small_pool, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from modops.data.labelstore import events_from_frame
+    from modops.registry.promotion import register_candidate
+    from modops.registry.tracking import configure_mlflow
+
+    d, settings = tmp_path, load_settings()
+    # A negligible fine-tuning rate: the fine-tuned weights must be the round model's.
+    warm = {"init": "round_model", "epochs": 1, "lr": 1e-9}
+    params = _params(d, ingest={"source": str(small_pool)}, train={"warm_start": warm, "seed": 1})
+    ingest_stage(
+        str(small_pool),
+        d / "ing",
+        store_dir=d / "store",
+        labels_dir=d / "labels",
+        params_path=params,
+        settings=settings,
+    )
+    kw = dict(holdout_path=d / "holdout.parquet", labels_dir=d / "labels", params_path=params)
+    split_stage(d / "ing/manifest.parquet", d / "splits.parquet", **kw)
+    assert json.loads((d / "label_version.json").read_text())["rounds"] == []
+    train = dict(store_dir=d / "store", params_path=params, settings=settings)
+    first = train_stage(d / "ing/manifest.parquet", d / "splits.parquet", d / "m1", **train)
+    assert first["warm_start"]["from"] == "train.pretrained (none)" and "no relabel round" in first["warm_start"]["why"]
+    assert first["best_epoch"] >= 1 and len(json.loads((d / "m1/history.json").read_text())["history"]) == 1
+
+    configure_mlflow(settings)
+    reg = register_candidate(
+        d / "m1", eval_dir=None, name=settings.model_name, thresholds={}, weights_sha="b" * 64,
+        passed=True, reasons=("test",), tags={}, metrics={},
+    )  # fmt: skip
+    # Round 1: reviewers relabel a few images that model chose.
+    store = LabelStore(d / "labels")
+    chosen = store.snapshot().head(3).assign(label="promo_spam")
+    events = events_from_frame(chosen, source="reviewer", who="ana", when=pd.Timestamp("2026-12-02", tz="UTC"), round=1)
+    store.append(events, source_name="reviewer-round1")
+    store.record_round(1, {"model_name": settings.model_name, "model_version": str(reg.version)})
+    split_stage(d / "ing/manifest.parquet", d / "splits.parquet", **kw)
+    rounds = json.loads((d / "label_version.json").read_text())["rounds"]
+    assert rounds == [{"round": 1, "model_name": settings.model_name, "model_version": str(reg.version)}]
+
+    second = train_stage(d / "ing/manifest.parquet", d / "splits.parquet", d / "m2", **train)
+    assert second["warm_start"] == {
+        "from": f"{settings.model_name}/v{reg.version}",
+        "round": 1,
+        "model_version": str(reg.version),
+    }
+    before, after = load_file(str(d / "m1/model.safetensors")), load_file(str(d / "m2/model.safetensors"))
+    learned = [k for k in before if "running_" not in k and "num_batches" not in k]
+    assert learned and all(torch.allclose(before[k], after[k], atol=1e-5) for k in learned)
+    # Without the registry the round's model cannot be fetched: the error says what to do.
+    with pytest.raises(StageError, match=r"round 1 was selected by v\d+.*warm_start\.init: none"):
+        train_stage(d / "ing/manifest.parquet", d / "splits.parquet", d / "m3", **{**train, "settings": None})
+
+
 def test_validation_failure_stops_with_report(small_pool, tmp_path):
     params = _params(tmp_path, validate={"min_count_per_class": 10_000})
     settings = load_settings()

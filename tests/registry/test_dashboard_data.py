@@ -93,6 +93,7 @@ def registry(client: MlflowClient, tmp_path: Path) -> dict:
             "modops.holdout_hash": "hold-123",
             "modops.label_version": "lv1",
             "modops.git_revision": "deadbeef",
+            "modops.started_from": "modops-moderation/v1",
         },
         files={
             "evaluation/metrics.json": _metrics(0.8),
@@ -155,6 +156,7 @@ def test_collects_every_version_with_artifacts_and_tags(client, registry, tmp_pa
         "holdout_hash": "hold-123",
         "label_version": "lv1",
         "git_revision": "deadbeef",
+        "started_from": "modops-moderation/v1",
         "params": PARAMS_YAML,
     }
     assert v2.run_id and datetime.fromisoformat(v2.created_at).tzinfo is not None

@@ -280,3 +280,66 @@ def test_traindata_rejects_bad_splits(train_n, train_y_n, val_n, val_y_n, match)
 def test_traindata_accepts_a_valid_split():
     data = TrainData(MemoryReader(), _ids(4), np.zeros(4, np.int64), _ids(2), np.zeros(2, np.int64))
     assert tuple(data.unlabeled_ids) == ()
+
+
+# --- warm start (train.warm_start) ------------------------------------------------------------
+
+
+def _params_of(run, states: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
+    """The learnable tensors of each member (batch-norm running statistics move without a step)."""
+    names = {m: {n for n, _ in net.named_parameters()} for m, net in run.result.networks.items()}
+    return {m: {k: v for k, v in states[m].items() if k in names[m]} for m in states}
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES)
+def test_a_warm_start_begins_where_the_saved_model_ended(name, tiny, trained):
+    saved = trained(name)
+    # At a negligible learning rate the kept weights are the ones training started from (another
+    # seed than the saved run's, so a fresh start would begin elsewhere).
+    still = tiny.train(name, epochs=1, lr=1e-9, seed=11)
+    cfg = tiny.make_cfg(name, epochs=1, lr=1e-9, seed=11)
+    warm = get_trainer(name)(tiny.make_data(), cfg=cfg, class_names=tiny.classes, init=saved.states)
+    warm_states = {m: net.state_dict() for m, net in warm.networks.items()}
+    for member, params in _params_of(saved, saved.states).items():
+        for key, value in params.items():
+            assert torch.allclose(warm_states[member][key], value, atol=1e-5), (member, key)
+    # Not vacuous: the same run from scratch ends far from the saved weights.
+    fresh = _params_of(still, still.states)
+    far = [
+        not torch.allclose(fresh[m][k], v, atol=1e-2)
+        for m, p in _params_of(saved, saved.states).items()
+        for k, v in p.items()
+    ]
+    assert any(far)
+
+
+def test_a_warm_start_from_another_architecture_says_how_to_fix_it(tiny, trained):
+    saved = trained("supervised")
+    cfg = tiny.make_cfg("supervised", epochs=1, cbam=True)
+    with pytest.raises(ValueError, match=r"do not fit this network.*warm_start\.init: none"):
+        get_trainer("supervised")(tiny.make_data(), cfg=cfg, class_names=tiny.classes, init=saved.states)
+    cascade = trained("ohem_cascade")
+    with pytest.raises(ValueError, match=r"members \['stage1', 'stage2'\].*another trainer"):
+        get_trainer("supervised")(
+            tiny.make_data(), cfg=tiny.make_cfg("supervised", epochs=1), class_names=tiny.classes, init=cascade.states
+        )
+
+
+def test_a_warm_start_keeps_or_refreshes_the_loss_head(tiny, trained):
+    from modops.training.loop import load_init_state, new_network, setup_runtime
+
+    saved = trained("supervised").states["model"]
+    head = LossPredictionConfig(enabled=True, hidden=16)
+    cfg = tiny.make_cfg("supervised", loss_prediction=head)
+    runtime = setup_runtime(cfg)
+    net = new_network(cfg, num_classes=2, backbone="cnn_small", image_size=32, runtime=runtime)
+    fresh_head = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("loss_head.")}
+    # Saved without a head, wanted with one: the classifier is loaded, the head starts fresh.
+    assert load_init_state(net, saved) == {"loaded": len(saved), "fresh_head": len(fresh_head)}
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in fresh_head.items())
+    # Saved with a head, wanted without: the head is dropped, the classifier loaded.
+    plain_cfg = tiny.make_cfg("supervised")
+    plain = new_network(plain_cfg, num_classes=2, backbone="cnn_small", image_size=32, runtime=runtime)
+    with_head = {**saved, **{k: torch.zeros_like(v) for k, v in fresh_head.items()}}
+    assert load_init_state(plain, with_head) == {"loaded": len(saved), "fresh_head": 0}

@@ -44,6 +44,7 @@ class VersionRecord:
         pr_curves: Category -> PR curve points ``{"recall", "precision", "threshold"}``.
         champion_pr_curves: The compared champion's PR curves, or None.
         lineage: ``data_version``, ``holdout_hash``, ``label_version``, ``git_revision``,
+            ``started_from`` (the model a relabel round's training fine-tuned, or ``train.pretrained``),
             ``params`` (a dict or the YAML text); any may be missing.
         explain_images: Grad-CAM grid name -> local PNG path.
     """

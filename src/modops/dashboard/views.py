@@ -198,6 +198,7 @@ def lineage_view(rec: VersionRecord) -> dict[str, Any]:
         ("Data version", lin.get("data_version")),
         ("Holdout hash", lin.get("holdout_hash")),
         ("Label version", label),
+        ("Trained from", lin.get("started_from")),
         ("Git revision", lin.get("git_revision")),
         ("MLflow run", rec.run_id),
     ]

@@ -29,7 +29,8 @@ Storage:
     (when, image_id, source, event_id), so the same events always give byte-identical files,
     which keeps DVC hashes stable across re-runs. Files other than ``*.parquet`` and hidden files
     (the atomic writer's temporaries) are ignored; a ``*.parquet`` file that cannot be read is an
-    error naming it, never "no labels".
+    error naming it, never "no labels". ``rounds/round-NNNNNN.json`` records what each relabel
+    round was (the model that selected it, the day, the review batch): :meth:`LabelStore.record_round`.
 
 Ordering:
     Events are totally ordered by ``when``, then batch name, then row order within the batch.
@@ -53,7 +54,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from modops.data.store import atomic_write_parquet
+from modops.data.store import atomic_write_parquet, atomic_write_text
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -70,6 +71,9 @@ __all__ = [
 ]
 
 EVENT_SOURCES: tuple[str, ...] = ("upload", "seed", "retrieval", "reviewer")
+_ROUNDS_DIR = "rounds"
+#: What identifies a round's record: the model whose selection the reviewers labelled.
+_ROUND_IDENTITY = ("model_name", "model_version")
 # What a batch file holds; ``batch`` is derived from the file name on read, never stored.
 BATCH_COLUMNS: tuple[str, ...] = ("event_id", "image_id", "label", "source", "who", "when", "round")
 EVENT_COLUMNS: tuple[str, ...] = (*BATCH_COLUMNS, "batch")
@@ -468,6 +472,56 @@ class LabelStore:
             except Exception as exc:
                 raise BatchReadError(f"cannot read label batch {p}: {exc}; restore it or move it out") from exc
             out.append(LabelBatch(name=p.name[: -len(_SUFFIX)], path=p, n_events=n, sha256=_content_sha256(ids)))
+        return out
+
+    # ----------------------------------------------------------------- relabel rounds
+
+    def _round_path(self, round: int) -> Path:
+        if isinstance(round, bool) or not isinstance(round, int | np.integer) or round < 1:
+            raise ValueError(
+                f"a relabel round is an integer >= 1 (round 0 is upload and retrieval labels), got {round!r}"
+            )
+        return self.root / _ROUNDS_DIR / f"round-{int(round):06d}.json"
+
+    def record_round(self, round: int, meta: dict[str, Any]) -> Path:
+        """Record what relabel ``round`` was, e.g. ``{"model_name", "model_version", "day", "batch"}``.
+
+        Recording the same round again with the same ``model_name`` and ``model_version`` rewrites
+        the record (idempotent re-imports); a different model for a recorded round is an error,
+        because the round's labels were chosen by the first one.
+
+        Returns:
+            The record's path (``rounds/round-NNNNNN.json`` under the store root).
+        """
+        path = self._round_path(round)
+        record = {"round": int(round), **{k: v for k, v in meta.items() if k != "round"}}
+        old = self.rounds().get(int(round))
+        if old is not None:
+            clash = {k: (old.get(k), record.get(k)) for k in _ROUND_IDENTITY if old.get(k) != record.get(k)}
+            if clash:
+                raise ValueError(
+                    f"relabel round {round} is already recorded with {clash} (recorded, new) in {path}; "
+                    "a round belongs to the model that selected it: start a new round instead"
+                )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+        return path
+
+    def rounds(self) -> dict[int, dict[str, Any]]:
+        """Every recorded relabel round by number (empty when none is recorded)."""
+        folder = self.root / _ROUNDS_DIR
+        if not folder.is_dir():
+            return {}
+        out: dict[int, dict[str, Any]] = {}
+        for p in sorted(folder.glob("round-*.json")):
+            try:
+                record = json.loads(p.read_text())
+                out[int(record["round"])] = record
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise BatchReadError(
+                    f"cannot read relabel round record {p}: {exc}; restore it (it names the model that "
+                    "selected the round) or move it out of the store"
+                ) from exc
         return out
 
     # ----------------------------------------------------------------- writing

@@ -270,12 +270,15 @@ def _before_after(
             "new_style": style_recall(scored, variants, category="promo_spam", style=NEW_STYLE, exclude=labelled),
         }
     round_styles = pd.Series([variants.get(u) for u in pd.read_parquet(batch / "selection.parquet")["uri"]])
+    trained = project / "models" / "train_metrics.json"
+    started = json.loads(trained.read_text()).get("warm_start", {}) if trained.is_file() else {}
     return {
         "round": imported["round"],
         "round_labels": imported["by_label"],
         "round_new_style": int(round_styles.isin(NEW_STYLE).sum()),
         "admitted": imported.get("admitted"),
         "candidate_version": new,
+        "trained_from": started.get("from"),
         "gate_passed": bool(registration["gate"]["passed"]),
         "gate_reasons": registration["gate"].get("reasons", []),
         "champion_after": registration["registration"].get("champion_after"),

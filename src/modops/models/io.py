@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -32,6 +33,7 @@ __all__ = [
     "ModelSpec",
     "save_members",
     "load_members",
+    "load_member_states",
     "read_spec",
     "FORMAT_VERSION",
 ]
@@ -202,3 +204,20 @@ def load_members(model_dir: str | Path) -> tuple[dict[str, nn.Module], ModelSpec
         net.load_state_dict(load_file(str(weights)))
         networks[member.name] = net.eval()
     return networks, spec
+
+
+def load_member_states(model_dir: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], ModelSpec]:
+    """Every member's saved weights, without building the networks (to warm-start a new training).
+
+    Returns:
+        ``({member name: state dict on the CPU}, spec)``.
+    """
+    d = Path(model_dir)
+    spec = read_spec(d)
+    states = {}
+    for member in spec.members:
+        weights = d / member.weights
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing; the model folder {d} is incomplete")
+        states[member.name] = load_file(str(weights))
+    return states, spec

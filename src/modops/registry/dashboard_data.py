@@ -155,6 +155,7 @@ def _lineage(tags: dict[str, str], params: Path | None) -> dict[str, Any]:
         "holdout_hash": holdout if holdout != "none" else None,
         "label_version": tags.get("modops.label_version") if tags.get("modops.label_version") != "None" else None,
         "git_revision": tags.get("modops.git_revision"),
+        "started_from": tags.get("modops.started_from"),
     }
     if params is not None:
         text = params.read_text(encoding="utf-8")

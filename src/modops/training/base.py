@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from modops.config import TrainConfig
@@ -14,7 +15,17 @@ from modops.data.datasets import ImageReader
 from modops.data.images import DecodeLimits
 from modops.models.io import MemberSpec, ModelSpec
 
-__all__ = ["TrainData", "TrainResult", "Trainer", "TRAINERS", "register_trainer", "get_trainer", "Progress"]
+__all__ = [
+    "TrainData",
+    "TrainResult",
+    "Trainer",
+    "InitStates",
+    "member_init",
+    "TRAINERS",
+    "register_trainer",
+    "get_trainer",
+    "Progress",
+]
 
 #: ``progress(phase, done, total)``, called once per optimisation step.
 Progress = Callable[[str, int, int], None]
@@ -97,6 +108,10 @@ class TrainResult:
         )
 
 
+#: Saved weights to start each member from (``train.warm_start``): ``{member name: state dict}``.
+InitStates = Mapping[str, Mapping[str, torch.Tensor]]
+
+
 class Trainer(Protocol):
     def __call__(
         self,
@@ -105,7 +120,25 @@ class Trainer(Protocol):
         cfg: TrainConfig,
         class_names: tuple[str, ...],
         progress: Progress | None = None,
+        init: InitStates | None = None,
     ) -> TrainResult: ...
+
+
+def member_init(init: InitStates | None, name: str, *, members: Sequence[str]) -> Mapping[str, torch.Tensor] | None:
+    """The warm-start weights of member ``name``, None for a fresh start.
+
+    Raises:
+        ValueError: When ``init`` names members this trainer does not build (another trainer's model).
+    """
+    if init is None:
+        return None
+    unknown = sorted(set(init) - set(members))
+    if unknown:
+        raise ValueError(
+            f"the warm-start model has members {sorted(init)} but this trainer builds {list(members)}: it was "
+            "trained by another trainer; train from scratch once (train.warm_start.init: none)"
+        )
+    return init.get(name)
 
 
 TRAINERS: dict[str, Trainer] = {}

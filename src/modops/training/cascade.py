@@ -11,7 +11,7 @@ of ``train.ohem_cascade.combine``; the cascade is saved, evaluated and registere
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from modops.models.loss_head import loss_head_units
 from modops.models.predictor import COMBINERS, build_predictor
 from modops.runtime import Runtime
 from modops.scoring.batch import score_ids
-from modops.training.base import Progress, TrainData, TrainResult, register_trainer
+from modops.training.base import InitStates, Progress, TrainData, TrainResult, member_init, register_trainer
 from modops.training.loop import (
     FitResult,
     budget_left,
@@ -157,8 +157,13 @@ def train_ohem_cascade(
     cfg: TrainConfig,
     class_names: tuple[str, ...],
     progress: Progress | None = None,
+    init: InitStates | None = None,
 ) -> TrainResult:
-    """Train stage 1 with OHEM, mine its hardest training samples, train stage 2 on them."""
+    """Train stage 1 with OHEM, mine its hardest training samples, train stage 2 on them.
+
+    ``init`` (a warm start) may hold ``stage1`` and ``stage2`` weights; stage 2 still trains
+    ``stage2_epochs`` on what the new stage 1 finds hard.
+    """
     start = time.perf_counter()
     runtime = setup_runtime(cfg)
     cc, k = cfg.ohem_cascade, len(class_names)
@@ -185,6 +190,7 @@ def train_ohem_cascade(
         phase="stage1",
         progress=progress,
         budget_s=budget_left(cfg, start=start, share=_stage1_share(cfg, n_train=len(y))),
+        init_state=member_init(init, "stage1", members=_MEMBERS),
     )
     columns = [class_names.index(c) for c in cc.combine.categories] if cc.combine.categories else None
     pool = _mining_pool(y, cap=cc.mine_max_images, seed=cfg.seed, classes=columns)
@@ -231,6 +237,7 @@ def train_ohem_cascade(
         progress=progress,
         validate=cascade_val,
         budget_s=budget_left(cfg, start=start),
+        init_state=member_init(init, "stage2", members=_MEMBERS),
     )
     final = cascade_val(stage2.net)
     seconds = time.perf_counter() - start
@@ -261,6 +268,9 @@ def train_ohem_cascade(
     )
 
 
+_MEMBERS = ("stage1", "stage2")
+
+
 def _stage1_share(cfg: TrainConfig, *, n_train: int) -> float:
     """Stage 1's share of a time budget: its planned training samples over both stages'."""
     cc = cfg.ohem_cascade
@@ -282,6 +292,7 @@ def _fit_stage2(
     progress: Progress | None,
     validate: Callable[[nn.Module], dict[str, float]],
     budget_s: float | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Stage 2: plain cross-entropy on the mined set, epochs selected on the cascade's val score."""
     cc = cfg.ohem_cascade
@@ -290,7 +301,9 @@ def _fit_stage2(
     ids = [data.train_ids[i] for i in chosen]
     y = np.asarray(data.train_y)[chosen]
     # Only stage 1 sees every upload, so only it predicts its own loss for active learning.
-    net = new_network(cfg, num_classes=k, backbone=backbone, image_size=size, runtime=runtime, loss_head=False)
+    net = new_network(
+        cfg, num_classes=k, backbone=backbone, image_size=size, runtime=runtime, loss_head=False, init_state=init_state
+    )
     steps = steps_per_epoch(cfg, n_train=len(ids), samples_per_epoch=cc.stage2_samples_per_epoch)
     memory = loss_memory(cfg, n=len(ids))
 

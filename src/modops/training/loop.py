@@ -12,7 +12,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "setup_runtime",
     "image_size_for",
     "new_network",
+    "load_init_state",
     "labelled_loader",
     "endless",
     "inputs",
@@ -51,6 +52,9 @@ __all__ = [
     "pace_step",
     "pace_epoch",
 ]
+
+
+_HEAD_PREFIX = "loss_head."
 
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:
@@ -76,23 +80,63 @@ def new_network(
     image_size: int,
     runtime: Runtime,
     loss_head: bool = True,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """A fresh network (pretrained as configured, CBAM if asked) on the runtime's device, channels-last.
 
     ``loss_head``: attach the loss-prediction head when ``train.loss_prediction.enabled`` (False
     for networks that never score uploads on their own, such as a cascade's stage 2).
+    ``init_state``: a saved member's weights to start from instead (``train.warm_start``); see
+    :func:`load_init_state`.
     """
     lp = cfg.loss_prediction
     net = create_model(
         backbone,
         num_classes=num_classes,
-        pretrained=cfg.pretrained,
-        weights_path=cfg.weights_path,
+        # A warm start replaces every weight, so ImageNet weights would only cost a load.
+        pretrained="none" if init_state is not None else cfg.pretrained,
+        weights_path=None if init_state is not None else cfg.weights_path,
         cbam=cfg.cbam,
         input_size=image_size,
         loss_head=lp.hidden if lp.enabled and loss_head else 0,
     )
+    if init_state is not None:
+        load_init_state(net, init_state)
     return net.to(runtime.device, memory_format=torch.channels_last)
+
+
+def load_init_state(net: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Load a saved member's weights into ``net`` (same backbone, input size, CBAM and classes), in place.
+
+    The loss-prediction head (``loss_head.*``) may differ: one saved with the model but not wanted
+    now is dropped, one wanted but not saved (or of another size) starts fresh.
+
+    Returns:
+        ``{"loaded": tensors loaded, "fresh_head": loss-head tensors left at their init}``.
+
+    Raises:
+        ValueError: When the classifier's tensors differ in names or shapes, with the first differences.
+    """
+    own = net.state_dict()
+    body = {k for k in own if not k.startswith(_HEAD_PREFIX)}
+    saved = {k for k in state if not k.startswith(_HEAD_PREFIX)}
+    shapes = sorted(k for k in body & saved if tuple(own[k].shape) != tuple(state[k].shape))
+    if body != saved or shapes:
+        detail = {
+            "missing from the saved weights": sorted(body - saved)[:3],
+            "not in this network": sorted(saved - body)[:3],
+            "different shapes": [f"{k}: {tuple(state[k].shape)} saved, {tuple(own[k].shape)} here" for k in shapes[:3]],
+        }
+        raise ValueError(
+            "the warm-start weights do not fit this network "
+            f"({ {k: v for k, v in detail.items() if v} }): the model was trained with another backbone, "
+            "image size, CBAM setting or label set; train from scratch once (train.warm_start.init: none)"
+        )
+    head = {k for k in own if k.startswith(_HEAD_PREFIX)}
+    same_head = bool(head) and all(k in state and tuple(state[k].shape) == tuple(own[k].shape) for k in head)
+    keep = body | (head if same_head else set())
+    net.load_state_dict({k: state[k] for k in keep}, strict=False)
+    return {"loaded": len(keep), "fresh_head": 0 if same_head else len(head)}
 
 
 def loss_memory(cfg: TrainConfig, *, n: int) -> LossMemory | None:

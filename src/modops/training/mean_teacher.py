@@ -28,7 +28,7 @@ from modops.data.datasets import StoreDataset, make_loader
 from modops.data.transforms import TrainPreset
 from modops.models.io import MemberSpec
 from modops.models.loss_head import get_loss_head, loss_head_units, stage_features
-from modops.training.base import Progress, TrainData, TrainResult, register_trainer
+from modops.training.base import InitStates, Progress, TrainData, TrainResult, member_init, register_trainer
 from modops.training.loop import (
     BestKeeper,
     Optimizer,
@@ -106,13 +106,24 @@ def train_mean_teacher(
     cfg: TrainConfig,
     class_names: tuple[str, ...],
     progress: Progress | None = None,
+    init: InitStates | None = None,
 ) -> TrainResult:
-    """Train a student and its EMA teacher; return the teacher (best epoch by val macro PR-AUC)."""
+    """Train a student and its EMA teacher; return the teacher (best epoch by val macro PR-AUC).
+
+    With ``init`` (a warm start) student and teacher both start from the saved model.
+    """
     start = time.perf_counter()
     runtime = setup_runtime(cfg)
     mt, k = cfg.mean_teacher, len(class_names)
     size = image_size_for(cfg, cfg.backbone)
-    student = new_network(cfg, num_classes=k, backbone=cfg.backbone, image_size=size, runtime=runtime)
+    student = new_network(
+        cfg,
+        num_classes=k,
+        backbone=cfg.backbone,
+        image_size=size,
+        runtime=runtime,
+        init_state=member_init(init, "model", members=("model",)),
+    )
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
         p.requires_grad_(False)

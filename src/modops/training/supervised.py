@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
+import torch
 from torch import nn
 
 from modops.config import TrainConfig
 from modops.models.io import MemberSpec
 from modops.models.loss_head import loss_head_units
 from modops.runtime import Runtime
-from modops.training.base import Progress, TrainData, TrainResult, register_trainer
+from modops.training.base import InitStates, Progress, TrainData, TrainResult, member_init, register_trainer
 from modops.training.loop import (
     FitResult,
     budget_left,
@@ -49,16 +51,20 @@ def fit_supervised(
     progress: Progress | None = None,
     seed_offset: int = 0,
     budget_s: float | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Train one network on ``ids``/``y`` (default: the train split), validating on val each epoch.
 
     ``budget_s``: wall-clock budget of the fit (see :func:`modops.training.loop.fit`).
+    ``init_state``: saved weights to start from (:func:`modops.training.loop.load_init_state`).
     """
     # The noise check's sampling weights belong to the train split; a mined subset draws evenly.
     item_weight = data.train_weight if ids is None else None
     ids = list(data.train_ids) if ids is None else ids
     y = np.asarray(data.train_y) if y is None else y
-    net = new_network(cfg, num_classes=num_classes, backbone=backbone, image_size=image_size, runtime=runtime)
+    net = new_network(
+        cfg, num_classes=num_classes, backbone=backbone, image_size=image_size, runtime=runtime, init_state=init_state
+    )
     steps = steps_per_epoch(cfg, n_train=len(ids), samples_per_epoch=samples_per_epoch)
     val = val_loader(data, image_size=image_size, cfg=cfg)
     memory = loss_memory(cfg, n=len(ids))
@@ -107,6 +113,7 @@ def train_supervised(
     cfg: TrainConfig,
     class_names: tuple[str, ...],
     progress: Progress | None = None,
+    init: InitStates | None = None,
 ) -> TrainResult:
     """Train a classifier over ``class_names`` with the loss named in ``train.supervised.loss``.
 
@@ -137,6 +144,7 @@ def train_supervised(
         phase="train",
         progress=progress,
         budget_s=budget_left(cfg, start=start),
+        init_state=member_init(init, "model", members=("model",)),
     )
     seconds = time.perf_counter() - start
     return TrainResult(
