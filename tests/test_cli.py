@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,11 @@ def test_labels_import_appends_once_and_status_reports_the_version(tmp_path, mon
     assert '"imported": 0' in again.output  # the store is append-only and idempotent
     status = _run("labels", "status", "--labels", store)
     assert '"n_labelled": 2' in status.output and '"reviewer": 2' in status.output
+    assert json.loads(status.output)["rounds"] == []  # round 0: no relabel round
+    round2 = _run("labels", "import", str(export), "--labels", store, "--round", "2")
+    assert '"imported": 2' in round2.output, round2.output
+    # A hand-imported round names no model (a relabel round's record would: train.warm_start reads it).
+    assert json.loads(_run("labels", "status", "--labels", store).output)["rounds"] == [{"round": 2}]
     bad = tmp_path / "bad.csv"
     bad.write_text(f"image_id,label\n{'c' * 64},kitten\n")
     refused = _run("labels", "import", str(bad), "--labels", store)

@@ -344,12 +344,12 @@ def _split_rows(splits: pd.DataFrame, split: str, classes: tuple[str, ...]) -> t
     return rows["image_id"].tolist(), rows["label"].map(index).to_numpy(dtype=np.int64)
 
 
-def _round_records(store) -> list[dict]:  # noqa: ANN001
-    """The relabel rounds whose labels are in ``store``: each round's record, or just its number.
+def _round_records(store, *, as_of: str | None = None) -> list[dict]:  # noqa: ANN001
+    """The relabel rounds whose labels are in ``store`` (up to ``as_of``): each round's record, or just its number.
 
     A round without a record (decisions from the moderation service, a hand import) names no model.
     """
-    events = store.events()
+    events = store.events(as_of=as_of)
     present = sorted(int(r) for r in events["round"].unique() if r >= 1)
     records = store.rounds()
     return [records.get(r, {"round": r}) for r in present]
@@ -1078,6 +1078,7 @@ def labels_status_stage(labels_dir: Path, *, as_of: str | None = None) -> dict:
         **store.version(as_of=as_of).to_dict(),
         "by_source": {str(k): int(v) for k, v in snap["source"].value_counts().sort_index().items()},
         "batches": [b.name for b in store.batches()],
+        "rounds": _round_records(store, as_of=as_of),
     }
 
 
