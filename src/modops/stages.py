@@ -482,10 +482,8 @@ def _warm_start(cfg, *, splits_path: Path, settings: Settings | None, classes: t
     if not chosen:
         return None, {**fresh, "why": "no relabel round selected by a registered model in these labels"}
     latest = max(chosen, key=lambda r: int(r["round"]))
-    name, version = (
-        latest.get("model_name") or (settings.model_name if settings else None),
-        str(latest["model_version"]),
-    )
+    version = str(latest["model_version"])
+    name = latest.get("model_name") or (settings.model_name if settings else None)
     if settings is None or name is None:
         raise StageError(
             f"train.warm_start.init is round_model and round {latest['round']} was selected by v{version}, but this "

@@ -55,6 +55,13 @@ def _params(tmp_path: Path, name: str = "params.yaml", **overrides: dict) -> Pat
     return p
 
 
+def _ingest(pool: Path, d: Path, params: Path, settings) -> dict:  # noqa: ANN001
+    """The ingest stage on ``pool`` into ``d``: manifest in ``d/ing``, images ``d/store``, labels ``d/labels``."""
+    return ingest_stage(
+        str(pool), d / "ing", store_dir=d / "store", labels_dir=d / "labels", params_path=params, settings=settings
+    )
+
+
 @pytest.mark.slow
 def test_stage_chain_and_gates(small_pool, tmp_path):
     d = tmp_path
@@ -71,14 +78,7 @@ def test_stage_chain_and_gates(small_pool, tmp_path):
         ingest={"source": str(small_pool)},
     )
     settings = load_settings()
-    summary = ingest_stage(
-        str(small_pool),
-        d / "ing",
-        store_dir=d / "store",
-        labels_dir=d / "labels",
-        params_path=params,
-        settings=settings,
-    )
+    summary = _ingest(small_pool, d, params, settings)
     assert summary["ingested"] == 615 and summary["quarantined"] == 0  # 600 pool images + 15 seeds
     upload = LabelStore(d / "labels").snapshot()
     assert (upload["source"] == "seed").sum() == 15 and (upload["source"] == "upload").sum() == 480
@@ -235,14 +235,7 @@ def test_a_relabel_round_fine_tunes_the_model_that_selected_it(small_pool, tmp_p
     # A negligible fine-tuning rate: the fine-tuned weights must be the round model's.
     warm = {"init": "round_model", "epochs": 1, "lr": 1e-9}
     params = _params(d, ingest={"source": str(small_pool)}, train={"warm_start": warm, "seed": 1})
-    ingest_stage(
-        str(small_pool),
-        d / "ing",
-        store_dir=d / "store",
-        labels_dir=d / "labels",
-        params_path=params,
-        settings=settings,
-    )
+    _ingest(small_pool, d, params, settings)
     kw = dict(holdout_path=d / "holdout.parquet", labels_dir=d / "labels", params_path=params)
     split_stage(d / "ing/manifest.parquet", d / "splits.parquet", **kw)
     assert json.loads((d / "label_version.json").read_text())["rounds"] == []
@@ -283,14 +276,7 @@ def test_a_relabel_round_fine_tunes_the_model_that_selected_it(small_pool, tmp_p
 def test_validation_failure_stops_with_report(small_pool, tmp_path):
     params = _params(tmp_path, validate={"min_count_per_class": 10_000})
     settings = load_settings()
-    ingest_stage(
-        str(small_pool),
-        tmp_path / "ing",
-        store_dir=tmp_path / "store",
-        labels_dir=tmp_path / "labels",
-        params_path=params,
-        settings=settings,
-    )
+    _ingest(small_pool, tmp_path, params, settings)
     with pytest.raises(StageError, match="class_count_min") as exc:
         validate_stage(tmp_path / "ing/manifest.parquet", tmp_path / "val", params_path=params)
     assert "index.html" in str(exc.value) and (tmp_path / "val/index.html").is_file()

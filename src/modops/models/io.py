@@ -187,13 +187,9 @@ def load_members(model_dir: str | Path) -> tuple[dict[str, nn.Module], ModelSpec
     Returns:
         ``({member name: network}, spec)``.
     """
-    d = Path(model_dir)
-    spec = read_spec(d)
+    states, spec = load_member_states(model_dir)
     networks = {}
     for member in spec.members:
-        weights = d / member.weights
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights} is missing; the model folder {d} is incomplete")
         net = create_model(
             member.backbone,
             num_classes=len(spec.classes),
@@ -201,7 +197,7 @@ def load_members(model_dir: str | Path) -> tuple[dict[str, nn.Module], ModelSpec
             input_size=member.image_size,
             loss_head=member.loss_head,
         )
-        net.load_state_dict(load_file(str(weights)))
+        net.load_state_dict(states[member.name])
         networks[member.name] = net.eval()
     return networks, spec
 
