@@ -1,8 +1,8 @@
 """Active-learning selection: how many violations each strategy finds for the same labelling budget.
 
-One run scores one unseen upload day (the demo generator, another seed than the training pool,
-optionally with ``--drift``: spam in a style the model never saw) with a trained model, then lets
-each strategy spend the same budget:
+One run scores ``--days`` unseen upload days (the demo generator, other seeds than the training
+pool, optionally with ``--drift``: spam in a style the model never saw) with a trained model, then
+lets each strategy spend the same budget on each day:
 
 - ``random``: the baseline (mean over ``--random-repeats`` seeds);
 - ``entropy``: the most uncertain class distributions;
@@ -23,9 +23,12 @@ Reported per budget: positives (any violating category, ground truth from the ge
 per 1,000 labels, the ratio to random's (the mean of ``--random-repeats`` seeded draws, measured
 in the run) and to random's exact expectation (the day's prevalence x 1,000: a few seeded draws
 of a 1 % prevalence scatter by a third), and recall reached (found / positives in the day).
+With several days, found, selected and positives are summed over the days before the ratios (a
+day of 4,000 uploads at 1 % holds only ~40 violations, so one day's cells move by a whole
+violation); the JSON keeps each day's counts.
 
 Run (after ``make demo``, whose candidate carries a loss head and whose split holds the holdout):
-``.venv/bin/python benchmarks/selection.py --model models/candidate [--images 4000 --drift]``.
+``.venv/bin/python benchmarks/selection.py --model models/candidate [--images 4000 --days 3 --drift]``.
 Prints a table and writes JSON (``--out``).
 """
 
@@ -96,19 +99,48 @@ def _found(picked: pd.DataFrame, positive: dict[str, bool]) -> int:
     return int(sum(positive[u] for u in picked["uri"]))
 
 
+def _score_day(predictor: Predictor, *, args: argparse.Namespace, seed: int, projection: dict) -> tuple:
+    """Generate and score one upload day of ``args.images``; ``(rows, uri -> is violation, seconds)``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "day"
+        truth = _day(root, n=args.images, positive_rate=args.positive_rate, drift=args.drift, seed=seed)
+        reader = SourceReader(str(root), max_bytes=predictor.spec.decode_limits.max_bytes)
+        start = time.perf_counter()
+        scored = score_uploads(predictor, reader, sorted(truth["uri"]), batch_size=64, **projection).predictions
+        seconds = time.perf_counter() - start
+    positive = dict(zip(truth["uri"], truth["label"] != predictor.spec.classes[0], strict=True))
+    return scored, positive, seconds
+
+
+def _day_counts(
+    scored: pd.DataFrame, positive: dict[str, bool], *, args: argparse.Namespace, cfg, classes, reference
+) -> dict[tuple[str, int], tuple[float, int]]:
+    """``(strategy, budget) -> (violations found, images selected)`` on one scored day; random: mean of repeats."""
+    has_loss = bool(np.isfinite(scored["predicted_loss"]).all())
+    out = {}
+    for budget in args.budgets:
+        rand = [
+            _found(select(scored, classes=classes, strategy="random", budget=budget, seed=s), positive)
+            for s in range(args.random_repeats)
+        ]
+        out["random", budget] = (float(np.mean(rand)), budget)
+        strategies = _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor, novelty=args.novelty)
+        for name, kw in strategies.items():
+            if not has_loss and (name == "loss" or "loss" in name.split(" + ")):
+                continue
+            frame = scored.assign(predicted_loss=np.nan) if kw.pop("no_loss", False) else scored
+            novel = {"reference": reference} if kw.get("novelty_fraction") else {}
+            picked = select(frame, classes=classes, budget=budget, **kw, **novel)
+            out[name, budget] = (float(_found(picked, positive)), len(picked))
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
+    """Every strategy on ``args.days`` seeded upload days; counts summed over the days (one table)."""
     params = load_params(args.params)
     cfg, score_cfg = load_section(params, "select"), load_section(params, "score")
     projection = {"embedding_dims": score_cfg.embedding_dims, "seed": score_cfg.seed}  # as days and reference
     predictor = load_predictor(args.model, runtime=resolve_runtime("cpu", args.precision))
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "day"
-        truth = _day(root, n=args.images, positive_rate=args.positive_rate, drift=args.drift, seed=args.seed)
-        keys = sorted(truth["uri"])
-        reader = SourceReader(str(root), max_bytes=predictor.spec.decode_limits.max_bytes)
-        start = time.perf_counter()
-        scored = score_uploads(predictor, reader, keys, batch_size=64, **projection).predictions
-        day_s = time.perf_counter() - start
     start = time.perf_counter()
     if not args.novelty:
         reference = None
@@ -118,38 +150,37 @@ def run(args: argparse.Namespace) -> dict:
         reference = _reference(predictor, splits=args.splits, store=args.store, **projection)
     reference_s = time.perf_counter() - start
     classes = predictor.spec.classes
-    positive = dict(zip(truth["uri"], truth["label"] != classes[0], strict=True))
-    total = int(sum(positive[u] for u in scored["uri"]))
-    has_loss = bool(np.isfinite(scored["predicted_loss"]).all())
+    days, totals, sums = [], {"images": 0, "positives": 0, "has_loss": True}, {}
+    for seed in range(args.seed, args.seed + args.days):
+        scored, positive, seconds = _score_day(predictor, args=args, seed=seed, projection=projection)
+        counts = _day_counts(scored, positive, args=args, cfg=cfg, classes=classes, reference=reference)
+        n_pos = int(sum(positive[u] for u in scored["uri"]))
+        days.append({"seed": seed, "images": len(scored), "positives": n_pos, "score_seconds": round(seconds, 1)})
+        days[-1]["found"] = {f"{name} @ {budget}": found for (name, budget), (found, _) in counts.items()}
+        totals["images"] += len(scored)
+        totals["positives"] += n_pos
+        totals["has_loss"] &= bool(np.isfinite(scored["predicted_loss"]).all())
+        for key, (found, n) in counts.items():
+            prev = sums.get(key, (0.0, 0))
+            sums[key] = (prev[0] + found, prev[1] + n)
+    total = totals["positives"]
+    expected = total / max(totals["images"], 1) * 1000  # random's exact expectation per 1,000 labels
     rows = []
-    expected = total / max(len(scored), 1) * 1000  # random's exact expectation per 1,000 labels
-    for budget in args.budgets:
-        rand = [
-            _found(select(scored, classes=classes, strategy="random", budget=budget, seed=s), positive)
-            for s in range(args.random_repeats)
-        ]
-        mean = float(np.mean(rand))
-        base = mean / budget * 1000
-        rows.append(_row("random", budget, found=mean, n=budget, total=total, base=base, expected=expected))
-        strategies = _strategies(low=cfg.low, high=cfg.high, pool_factor=cfg.pool_factor, novelty=args.novelty)
-        for name, kw in strategies.items():
-            if not has_loss and (name == "loss" or "loss" in name.split(" + ")):
-                continue
-            frame = scored.assign(predicted_loss=np.nan) if kw.pop("no_loss", False) else scored
-            novel = {"reference": reference} if kw.get("novelty_fraction") else {}
-            picked = select(frame, classes=classes, budget=budget, **kw, **novel)
-            found = _found(picked, positive)
-            rows.append(_row(name, budget, found=found, n=len(picked), total=total, base=base, expected=expected))
+    for (name, budget), (found, n) in sums.items():
+        rand_found, rand_n = sums["random", budget]
+        base = rand_found / rand_n * 1000
+        rows.append(_row(name, budget, found=found, n=n, total=total, base=base, expected=expected))
     return {
         "model": str(args.model),
-        "images_scored": len(scored),
+        "days": days,
+        "images_scored": totals["images"],
         "positives": total,
-        "positive_rate": total / max(len(scored), 1),
+        "positive_rate": total / max(totals["images"], 1),
         "drift": args.drift,
         "band": [cfg.low, cfg.high],
-        "loss_head": has_loss,
+        "loss_head": totals["has_loss"],
         "reference_rows": 0 if reference is None else len(reference),
-        "seconds": {"score_day": round(day_s, 1), "reference": round(reference_s, 1)},
+        "seconds": {"score_days": round(sum(d["score_seconds"] for d in days), 1), "reference": round(reference_s, 1)},
         "rows": rows,
     }
 
@@ -177,7 +208,8 @@ def main() -> None:
     parser.add_argument("--drift", action="store_true", help="the day's spam in a style the model never saw")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--random-repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=11, help="seed of the upload day (not the pool's 0)")
+    parser.add_argument("--seed", type=int, default=11, help="seed of the first upload day (not the pool's 0)")
+    parser.add_argument("--days", type=int, default=1, help="upload days (seeds --seed, --seed+1, ...); counts summed")
     parser.add_argument("--precision", default="auto")
     parser.add_argument(
         "--novelty", type=float, nargs="*", default=[0.5, 1.0], help="novelty shares to compare (none: skip)"
@@ -191,7 +223,7 @@ def main() -> None:
         raise SystemExit(f"{args.model} is not a modops model folder: run `make demo` first, or pass --model DIR")
     result = run(args)
     print(
-        f"{result['images_scored']} uploads, {result['positives']} violations "
+        f"{len(result['days'])} day(s), {result['images_scored']} uploads, {result['positives']} violations "
         f"({result['positive_rate']:.2%}), drift={result['drift']}, band {result['band']}, "
         f"loss head: {result['loss_head']}, reference: {result['reference_rows']} holdout rows"
     )
