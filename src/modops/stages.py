@@ -59,7 +59,7 @@ def ingest_stage(
     events, in the batch ``labels_dir/upload.parquet``.
     """
     from modops.data.ingest import ingest
-    from modops.data.labelstore import LabelStore, upload_events
+    from modops.data.labelstore import UPLOAD_BATCH, LabelStore, upload_events
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
@@ -75,7 +75,7 @@ def ingest_stage(
             reviewed_source=_reviewed_source(cfg.reviewed_source, params_path=params_path),
         )
     events = upload_events(read_manifest(out_dir / "manifest.parquet"))
-    batch = LabelStore(labels_dir).write_batch(events, name="upload", replace=True, allowed_labels=labels.all)
+    batch = LabelStore(labels_dir).write_batch(events, name=UPLOAD_BATCH, replace=True, allowed_labels=labels.all)
     rep.log(
         f"ingest: found {summary.found}, ingested {summary.ingested}, quarantined {summary.quarantined} "
         f"{summary.quarantine_reasons or ''} -> {out_dir}; {batch.n_events} label events -> {batch.path}"
@@ -135,7 +135,7 @@ def cold_start_stage(
     """
     from modops.active.cold_start import run_cold_start
     from modops.data.ingest import read_decode_limits
-    from modops.data.labelstore import LabelStore
+    from modops.data.labelstore import UPLOAD_BATCH, LabelStore
 
     rep = reporter or NullReporter()
     params = load_params(params_path)
@@ -145,14 +145,20 @@ def cold_start_stage(
         load_section(params, "ingest"),
     )
     store = LabelStore(labels_dir)
-    # The round sees the labels that came before it, never its own earlier output.
     events = store.events()
-    snapshot = LabelStore.snapshot_of(events[events["batch"] != "retrieval"])
+    # Cold start bootstraps from what came with the uploads: the labels file's labels and seeds
+    # (the upload batch, the one label file dvc.yaml gives this stage). Labels that arrived later
+    # (relabel rounds, reviews) only keep their images out of the pool, so a round neither
+    # retrains the retrieval embedder nor reshuffles the confirmed set: the round's retraining
+    # differs from its parent by the round's labels alone. Never its own earlier output.
+    snapshot = LabelStore.snapshot_of(events[events["batch"] == UPLOAD_BATCH])
+    later = events.loc[~events["batch"].isin([UPLOAD_BATCH, "retrieval"]), "image_id"]
     image_ids = read_manifest(manifest_path)["image_id"].tolist()
     with rep.task("cold start", total=None):
         result = run_cold_start(
             image_ids,
             snapshot,
+            exclude=frozenset(later),
             reader=ImageStore(store_dir),
             classes=labels.all,
             cfg=cfg,

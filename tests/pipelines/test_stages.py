@@ -273,6 +273,46 @@ def test_a_relabel_round_fine_tunes_the_model_that_selected_it(small_pool, tmp_p
         train_stage(d / "ing/manifest.parquet", d / "splits.parquet", d / "m3", **{**train, "settings": None})
 
 
+@pytest.mark.slow
+def test_a_relabel_round_leaves_the_cold_start_bootstrap_as_it_was(small_pool, tmp_path):
+    from PIL import Image, ImageOps
+
+    from modops.data.labelstore import events_from_frame
+
+    d, settings = tmp_path, load_settings()
+    params = _params(d, ingest={"source": str(small_pool)})
+    _ingest(small_pool, d, params, settings)
+    cold = dict(store_dir=d / "store", labels_dir=d / "labels", params_path=params)
+    before = cold_start_stage(d / "ing/manifest.parquet", d / "cold", **cold)
+    retrieved = LabelStore(d / "labels").snapshot(sources=["retrieval"]).sort_values("image_id")
+    candidates = (d / "cold/candidates.csv").read_text()
+    assert len(retrieved) == before["confirmed"] > 0
+
+    # A round: reviewers label new uploads of a later day, which ingest adds to the pool.
+    reviewed = d / "reviewed"
+    reviewed.mkdir()
+    for i, path in enumerate(sorted((small_pool / "images").iterdir())[:4]):
+        ImageOps.mirror(Image.open(path).convert("RGB")).save(reviewed / f"day2_{i}.jpg", quality=90)
+    params = _params(d, name="round.yaml", ingest={"source": str(small_pool), "reviewed_source": str(reviewed)})
+    _ingest(small_pool, d, params, settings)
+    manifest = pd.read_parquet(d / "ing/manifest.parquet")
+    new = manifest[manifest["uri"].str.startswith("@reviewed/")]
+    assert len(new) == 4
+    events = events_from_frame(
+        new.assign(label="promo_spam"), source="reviewer", who="ana", when=pd.Timestamp("2026-12-02", tz="UTC"), round=1
+    )
+    LabelStore(d / "labels").append(events, source_name="reviewer-round1")
+
+    after = cold_start_stage(d / "ing/manifest.parquet", d / "cold", **{**cold, "params_path": params})
+    again = LabelStore(d / "labels").snapshot(sources=["retrieval"]).sort_values("image_id")
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), retrieved.reset_index(drop=True))
+    assert (d / "cold/candidates.csv").read_text() == candidates
+    assert {k: after[k] for k in ("labelled", "unlabelled_pool", "confirmed", "precision_at_k")} == {
+        k: before[k] for k in ("labelled", "unlabelled_pool", "confirmed", "precision_at_k")
+    }
+    assert not set(new["image_id"]) & set(again["image_id"])
+
+
 def test_validation_failure_stops_with_report(small_pool, tmp_path):
     params = _params(tmp_path, validate={"min_count_per_class": 10_000})
     settings = load_settings()

@@ -17,6 +17,7 @@ Pure orchestration over arrays and frames: the stage writes the files.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ def run_cold_start(
     source: str,
     labels_file: str,
     limits: DecodeLimits | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> ColdStartResult:
     """One cold-start round over the ingested images.
 
@@ -99,6 +101,8 @@ def run_cold_start(
         limits: Decode limits for every image the embedder reads: those ingest enforced
             (:func:`modops.data.ingest.read_decode_limits`); defaults to :class:`DecodeLimits` ().
             An image outside them is unreadable (counted in ``metrics["unreadable"]``, never retrieved).
+        exclude: Image ids labelled outside ``snapshot`` (relabel rounds, reviews): never
+            retrieved, since someone already looked at them, and not used for training.
 
     Returns:
         The round's candidates, exports, confirmed decisions, events and metrics. Without seed
@@ -107,7 +111,7 @@ def run_cold_start(
     index = {c: i for i, c in enumerate(classes)}
     seeds = _seeds(snapshot, classes[1:])
     labelled = snapshot[snapshot["label"].isin(classes) & snapshot["image_id"].isin(image_ids)]
-    pool = sorted(set(image_ids) - set(labelled["image_id"]))
+    pool = sorted(set(image_ids) - set(labelled["image_id"]) - set(exclude))
     metrics: dict[str, Any] = {
         "seeds": {c: len(v) for c, v in seeds.items()},
         "unlabelled_pool": len(pool),

@@ -61,6 +61,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "EVENT_SOURCES",
     "SNAPSHOT_COLUMNS",
+    "UPLOAD_BATCH",
     "BatchReadError",
     "LabelBatch",
     "LabelStore",
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 EVENT_SOURCES: tuple[str, ...] = ("upload", "seed", "retrieval", "reviewer")
+#: The batch ingest writes from the labels file (``upload`` and ``seed`` events).
+UPLOAD_BATCH = "upload"
 _ROUNDS_DIR = "rounds"
 #: What identifies a round's record: the model whose selection the reviewers labelled.
 _ROUND_IDENTITY = ("model_name", "model_version")
