@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from modops.active.selection import select
-from modops.config import load_params, load_section
+from modops.config import SelectConfig, load_params, load_section
 from modops.data.store import ImageStore
 from modops.models.predictor import Predictor, load_predictor
 from modops.runtime import resolve_runtime
@@ -113,7 +113,13 @@ def _score_day(predictor: Predictor, *, args: argparse.Namespace, seed: int, pro
 
 
 def _day_counts(
-    scored: pd.DataFrame, positive: dict[str, bool], *, args: argparse.Namespace, cfg, classes, reference
+    scored: pd.DataFrame,
+    positive: dict[str, bool],
+    *,
+    args: argparse.Namespace,
+    cfg: SelectConfig,
+    classes: tuple[str, ...],
+    reference: pd.DataFrame | None,
 ) -> dict[tuple[str, int], tuple[float, int]]:
     """``(strategy, budget) -> (violations found, images selected)`` on one scored day; random: mean of repeats."""
     has_loss = bool(np.isfinite(scored["predicted_loss"]).all())
@@ -185,6 +191,17 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _ratio(value: float, base: float) -> float | None:
+    """``value / base``; infinite when only the base found nothing, None (no ratio) when neither did."""
+    if base:
+        return value / base
+    return float("inf") if value else None
+
+
+def _x(ratio: float | None) -> str:
+    return "        -" if ratio is None else f"{ratio:>8.2f}x"
+
+
 def _row(name: str, budget: int, *, found: float, n: int, total: int, base: float, expected: float) -> dict:
     per_1000 = found / max(n, 1) * 1000
     return {
@@ -193,8 +210,8 @@ def _row(name: str, budget: int, *, found: float, n: int, total: int, base: floa
         "selected": n,
         "positives_found": found,
         "per_1000_labels": per_1000,
-        "x_random": per_1000 / base if base else float("inf"),
-        "x_expected_random": per_1000 / expected if expected else float("inf"),
+        "x_random": _ratio(per_1000, base),
+        "x_expected_random": _ratio(per_1000, expected),
         "recall": found / total if total else 0.0,
     }
 
@@ -219,6 +236,8 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, help="this model's holdout scores, as `modops drift` cached them")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selection.json"))
     args = parser.parse_args()
+    if args.days < 1 or args.images < 1:
+        raise SystemExit(f"--days and --images must be at least 1, got {args.days} and {args.images}")
     if not (args.model / "model.json").is_file():
         raise SystemExit(f"{args.model} is not a modops model folder: run `make demo` first, or pass --model DIR")
     result = run(args)
@@ -231,7 +250,7 @@ def main() -> None:
     for r in result["rows"]:
         print(
             f"{r['strategy']:44} {r['budget']:>6} {r['positives_found']:>7.1f} {r['per_1000_labels']:>7.1f} "
-            f"{r['x_random']:>8.2f}x {r['x_expected_random']:>8.2f}x {r['recall']:>7.1%}"
+            f"{_x(r['x_random'])} {_x(r['x_expected_random'])} {r['recall']:>7.1%}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
