@@ -60,6 +60,30 @@ def test_holdout_is_frozen_and_new_duplicates_are_excluded():
     assert s.loc["e" * 64, "split"] in ("train", "val")
 
 
+def test_images_arriving_later_never_move_a_training_image_into_val():
+    # A relabel round's reviewer labels (train only) and a new day's uploads arrive; neither may
+    # redraw val, or a model warm-started from the first split's model would pick its
+    # thresholds on images it trained on.
+    m = _manifest().assign(source="upload")
+    first = split_manifest(m, SplitConfig(), labels=LABELS)
+    rng = np.random.default_rng(1)
+    extra = pd.DataFrame(
+        {
+            "image_id": [f"{i:064x}" for i in range(10_000, 10_150)],
+            "phash": [f"{int(h):016x}" for h in rng.integers(0, 2**63, 150, dtype=np.int64)],
+            "label": ["clean"] * 100 + ["promo_spam"] * 50,
+            "source": ["upload"] * 100 + ["reviewer"] * 50,
+        }
+    )
+    second = split_manifest(pd.concat([m, extra]), SplitConfig(), labels=LABELS, frozen_holdout=first.holdout)
+    before = first.splits.set_index("image_id")["split"]
+    after = second.splits.set_index("image_id")["split"].loc[before.index]
+    assert not ((before == "train") & (after == "val")).any()
+    assert (before == after).all()  # no group changed, so nothing moved at all
+    n_val = int((second.splits["split"] == "val").sum())
+    assert abs(n_val / len(second.splits) - SplitConfig().val_fraction) < 0.05
+
+
 def test_unlabeled_rows_are_kept_aside():
     m = _manifest()
     m.loc[0, "label"] = None

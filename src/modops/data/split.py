@@ -4,6 +4,9 @@ Near-duplicates (perceptual-hash Hamming distance <= ``near_dup_max_distance``) 
 grouped, and a group never straddles splits, so a re-upload of a training image cannot
 inflate holdout metrics. The holdout is frozen the first time it is made: later runs keep
 it exactly and send new images to train/val only, so every model is judged on the same images.
+Val membership is a hash of each group's id, not a shuffle, so images that arrive later never
+move a training image into val (a warm-started model never picks thresholds on its parent's
+training images).
 
 Labels come with a *source*. Only sources in ``split.eval_sources`` (by default ``upload``, a
 random sample) may enter val or the holdout; seed images and retrieval-confirmed candidates
@@ -14,6 +17,7 @@ would otherwise learn from a copy of an evaluation image.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +25,7 @@ import pandas as pd
 
 from modops.config import LabelsConfig, SplitConfig
 
-__all__ = ["SplitResult", "near_duplicate_groups", "split_manifest", "SPLITS"]
+__all__ = ["SplitResult", "near_duplicate_groups", "split_manifest", "stable_unit", "SPLITS"]
 
 SPLITS = ("train", "val", "holdout", "unlabeled", "excluded")
 
@@ -184,18 +188,37 @@ def _apply_frozen(frame: pd.DataFrame, frozen: pd.DataFrame) -> None:
 
 
 def _assign_train_val(frame: pd.DataFrame, cfg: SplitConfig, *, labels: LabelsConfig) -> None:
+    """Send each open group to val or train by a hash of its id, so later runs keep the choice.
+
+    A group goes to val when ``stable_unit(group id, seed) < share``: the choice depends on the
+    group alone, not on which other images exist, so images arriving later (a relabel round's,
+    a new day's) never move a training image into val. A shuffle over all groups would redraw
+    the whole val set whenever the group list changes, and a model warm-started from its
+    predecessor would then pick its thresholds on images that predecessor trained on. Per
+    stratum the count is clamped as :func:`_quota` does (at least one val group while one is
+    left for train), which only touches strata of a handful of groups.
+    """
     open_rows = frame["split"] == ""
     strata = _group_strata(frame[open_rows], labels)
-    rng = np.random.default_rng(cfg.seed + 1)
     # val's share of what is left after the holdout, so val ends near val_fraction of the whole.
     share = cfg.val_fraction / (1 - cfg.holdout_fraction)
     chosen: list[str] = []
     for label in labels.all:
-        groups = np.sort(strata.index[strata == label].to_numpy())
-        rng.shuffle(groups)
-        chosen.extend(groups[: _quota(len(groups), share, keep=1)])
+        groups = strata.index[strata == label].to_numpy()
+        u = stable_unit(groups, seed=cfg.seed)
+        order = np.argsort(u, kind="stable")
+        k = int((u < share).sum())
+        if k == 0 and len(groups) > 1:
+            k = 1
+        chosen.extend(groups[order[: min(k, max(len(groups) - 1, 0))]])
     frame.loc[open_rows & frame["group"].isin(chosen), "split"] = "val"
     frame.loc[frame["split"] == "", "split"] = "train"
+
+
+def stable_unit(keys: np.ndarray | list[str], *, seed: int) -> np.ndarray:
+    """A number in [0, 1) per key that depends only on the key and ``seed`` (BLAKE2b), shape [N]."""
+    digests = (hashlib.blake2b(f"{seed}:{k}".encode(), digest_size=8).digest() for k in keys)
+    return np.array([int.from_bytes(d, "big") for d in digests], dtype=np.float64) / 2.0**64
 
 
 def _quota(n_groups: int, fraction: float, *, keep: int) -> int:
