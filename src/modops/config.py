@@ -150,7 +150,7 @@ class ValidateConfig(_Section):
 
 
 class SplitConfig(_Section):
-    """Stratified, duplicate-aware splitting with a frozen holdout.
+    """Duplicate-aware splitting: a stratified holdout frozen once, val chosen by a hash of each group.
 
     Only labels from ``eval_sources`` (by default those that came with uploads, a random
     sample) may enter val or the holdout: seed images and retrieval-confirmed candidates
