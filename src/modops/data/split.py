@@ -195,7 +195,7 @@ def _assign_train_val(frame: pd.DataFrame, cfg: SplitConfig, *, labels: LabelsCo
     a new day's) never move a training image into val. A shuffle over all groups would redraw
     the whole val set whenever the group list changes, and a model warm-started from its
     predecessor would then pick its thresholds on images that predecessor trained on. Per
-    stratum the count is clamped as :func:`_quota` does (at least one val group while one is
+    stratum the count is clamped as in :func:`_quota` (at least one val group while one is
     left for train), which only touches strata of a handful of groups.
     """
     open_rows = frame["split"] == ""
@@ -207,10 +207,8 @@ def _assign_train_val(frame: pd.DataFrame, cfg: SplitConfig, *, labels: LabelsCo
         groups = strata.index[strata == label].to_numpy()
         u = stable_unit(groups, seed=cfg.seed)
         order = np.argsort(u, kind="stable")
-        k = int((u < share).sum())
-        if k == 0 and len(groups) > 1:
-            k = 1
-        chosen.extend(groups[order[: min(k, max(len(groups) - 1, 0))]])
+        k = _clamp(int((u < share).sum()), len(groups), keep=1)
+        chosen.extend(groups[order[:k]])
     frame.loc[open_rows & frame["group"].isin(chosen), "split"] = "val"
     frame.loc[frame["split"] == "", "split"] = "train"
 
@@ -223,7 +221,11 @@ def stable_unit(keys: np.ndarray | list[str], *, seed: int) -> np.ndarray:
 
 def _quota(n_groups: int, fraction: float, *, keep: int) -> int:
     """Groups to take: the rounded fraction, at least one, while ``keep`` remain for later splits."""
-    k = int(round(n_groups * fraction))
+    return _clamp(int(round(n_groups * fraction)), n_groups, keep=keep)
+
+
+def _clamp(k: int, n_groups: int, *, keep: int) -> int:
+    """``k`` groups, but at least one while more than ``keep`` exist, and never fewer than ``keep`` left."""
     if k == 0 and n_groups > keep:
         k = 1
     return min(k, max(n_groups - keep, 0))
