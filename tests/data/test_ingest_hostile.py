@@ -92,6 +92,8 @@ def hostile_source(tmp_path) -> tuple[Path, set[str], dict[str, tuple[str | None
         "linked_dir": ("read_error", "outside the source folder"),  # a linked folder is not walked
         "sub/loop": ("read_error", "not a regular file"),  # a link to its own parent: no endless walk
         "inside.jpg": ("duplicate_content", ""),  # a link inside the folder is read, once
+        "loop_a.jpg": ("read_error", "a symlink loop (not followed)"),  # two links to each other
+        "loop_b.jpg": ("read_error", "a symlink loop (not followed)"),
     }
     files = dict(good)
     files |= {
@@ -116,6 +118,8 @@ def hostile_source(tmp_path) -> tuple[Path, set[str], dict[str, tuple[str | None
     (src / "linked_dir").symlink_to(outside, target_is_directory=True)
     (src / "sub" / "loop").symlink_to("..", target_is_directory=True)
     (src / "inside.jpg").symlink_to("good0.jpg")
+    (src / "loop_a.jpg").symlink_to("loop_b.jpg")
+    (src / "loop_b.jpg").symlink_to("loop_a.jpg")
     return src, set(good), bad
 
 
@@ -129,6 +133,7 @@ def _check(out: Path, store: ImageStore, good: set[str], bad: dict[str, tuple[st
         row = quarantine.loc[name]
         assert row["reason"] in QUARANTINE_REASONS and (reason is None or row["reason"] == reason), (name, row)
         assert detail in row["detail"], (name, row["detail"])
+        assert str(out.parent) not in row["detail"], (name, row["detail"])  # rows name the uri, not a local path
     assert quarantine.loc["too_big.jpg", "bytes"] == 4 * 1024**3  # the size from stat, no byte read
     for image_id in manifest["image_id"]:  # everything admitted decodes for training and serving too
         assert open_rgb(store.get(image_id), limits=CFG.decode_limits()).mode == "RGB"

@@ -138,7 +138,13 @@ def _local_path(uri: str, root: str | Path | None) -> Path:
     path = Path(root) / uri
     # An upload folder is untrusted: a symlink in it must not make ingest read files from
     # elsewhere on the machine (keys, other tenants' images). Links inside the root are fine.
-    if not path.resolve().is_relative_to(Path(root).resolve()):
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError):
+        # Python 3.11 raises RuntimeError on a loop, 3.13 OSError (ELOOP); both messages hold
+        # the absolute path, which must not reach the quarantine rows (they name the uri).
+        raise OSError("a symlink loop (not followed)") from None
+    if not target.is_relative_to(Path(root).resolve()):
         raise OSError("a symlink that points outside the source folder (not followed)")
     return path
 
