@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import imagehash
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "QUARANTINE_REASONS",
@@ -211,9 +211,11 @@ def decode_image(data: bytes, *, limits: DecodeLimits, min_side: int) -> Decoded
         if min(width, height) < min_side:
             raise QuarantineError("too_small", f"{width}x{height}, min side {min_side}")
         _load_fully(img)
+        fmt = img.format.upper()
+        img = _upright(img)
         if img.mode != "RGB":
             _to_rgb(img)
-        return DecodedImage(width=width, height=height, format=img.format.upper(), phash=str(imagehash.phash(img)))
+        return DecodedImage(width=width, height=height, format=fmt, phash=str(imagehash.phash(img)))
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ def open_rgb_with_properties(
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         _load_fully(img)
-        return _to_rgb(img), props
+        return _to_rgb(_upright(img)), props
 
 
 def open_rgb(data: bytes, *, draft_size: int | None = None, limits: DecodeLimits | None = None) -> Image.Image:
@@ -270,7 +272,7 @@ def open_rgb(data: bytes, *, draft_size: int | None = None, limits: DecodeLimits
         limits: Caps to enforce; defaults to :class:`DecodeLimits` ().
 
     Returns:
-        A loaded ``RGB`` PIL image.
+        A loaded ``RGB`` PIL image, upright: turned by its EXIF orientation as viewers turn it.
 
     Raises:
         QuarantineError: With the reason the bytes cannot be decoded; nothing else.
@@ -360,6 +362,22 @@ def _load_fully(img: Image.Image) -> None:
         raise QuarantineError(reason, describe_error(exc)) from None
     except (SyntaxError, ValueError, EOFError) as exc:
         raise QuarantineError("corrupt", describe_error(exc)) from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: turned by its EXIF orientation (phone photos), else as stored.
+
+    Browsers, Label Studio and the moderation UI apply the orientation, so the model must see
+    what reviewers see. A missing or unreadable EXIF block means "as stored", never a quarantine:
+    viewers display such files too.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns "Corrupt EXIF data" per damaged file
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block does not make the pixels unusable
+        return img
+    return ImageOps.exif_transpose(img) if orientation in range(2, 9) else img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
