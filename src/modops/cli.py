@@ -324,7 +324,9 @@ def validate(
 @app.command("cold-start")
 @handle_errors
 def cold_start(
-    manifest: Annotated[Path, typer.Argument(help="manifest.parquet")] = Path("data/ingested/manifest.parquet"),
+    manifest: Annotated[Path, typer.Argument(help="ingest's source_manifest.parquet (or any manifest)")] = Path(
+        "data/ingested/source_manifest.parquet"
+    ),
     out: Annotated[Path, typer.Option("--out", help="folder for tasks.json, candidates.csv, metrics.json")] = Path(
         "data/cold_start"
     ),

@@ -129,12 +129,15 @@ def cold_start_stage(
 ) -> dict:
     """Retrieve candidates for each category from its seed images; export them; import confirmations.
 
+    ``manifest_path`` is normally ingest's ``source_manifest.parquet`` (the uploads of
+    ``ingest.source`` alone), so a relabel round, which adds reviewed uploads to the full
+    manifest, leaves this stage's inputs unchanged and DVC does not re-run it.
+
     Writes ``out_dir/`` (``tasks.json`` for Label Studio import, ``labeling_config.xml``,
     ``candidates.csv``, ``confirmations.json`` when a reviewer answered, ``metrics.json``) and the
     label store batch ``labels_dir/retrieval.parquet`` (the confirmed decisions, possibly none).
     """
     from modops.active.cold_start import run_cold_start
-    from modops.data.ingest import read_decode_limits
     from modops.data.labelstore import UPLOAD_BATCH, LabelStore
 
     rep = reporter or NullReporter()
@@ -164,7 +167,8 @@ def cold_start_stage(
             cfg=cfg,
             source=icfg.source,
             labels_file=icfg.labels_file,
-            limits=read_decode_limits(manifest_path.parent),
+            # From params, as ingest recorded them: ingest_summary.json changes with every round.
+            limits=icfg.decode_limits(),
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "tasks.json", json.dumps(result.tasks, indent=1) + "\n")

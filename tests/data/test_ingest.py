@@ -193,3 +193,9 @@ def test_reviewed_uploads_join_the_pool_and_a_copy_of_a_pool_file_is_a_duplicate
         str(src), tmp_path / "out2", store=ImageStore(tmp_path / "store"), cfg=CFG, reviewed_source=str(tmp_path / "no")
     )
     assert again.found == summary.found - 3
+    # The source's own rows, as cold start reads them, do not change when reviewed uploads arrive.
+    source_rows = (tmp_path / "out" / "source_manifest.parquet").read_bytes()
+    assert source_rows == (tmp_path / "out2" / "source_manifest.parquet").read_bytes()
+    assert set(pd.read_parquet(tmp_path / "out" / "source_manifest.parquet")["uri"]) == set(m["uri"]) - {
+        f"{REVIEWED_PREFIX}ab/new.jpg"
+    }

@@ -283,7 +283,8 @@ def test_a_relabel_round_leaves_the_cold_start_bootstrap_as_it_was(small_pool, t
     params = _params(d, ingest={"source": str(small_pool)})
     _ingest(small_pool, d, params, settings)
     cold = dict(store_dir=d / "store", labels_dir=d / "labels", params_path=params)
-    before = cold_start_stage(d / "ing/manifest.parquet", d / "cold", **cold)
+    before = cold_start_stage(d / "ing/source_manifest.parquet", d / "cold", **cold)
+    source_manifest = (d / "ing/source_manifest.parquet").read_bytes()
     retrieved = LabelStore(d / "labels").snapshot(sources=["retrieval"]).sort_values("image_id")
     candidates = (d / "cold/candidates.csv").read_text()
     assert len(retrieved) == before["confirmed"] > 0
@@ -298,11 +299,14 @@ def test_a_relabel_round_leaves_the_cold_start_bootstrap_as_it_was(small_pool, t
     manifest = pd.read_parquet(d / "ing/manifest.parquet")
     new = manifest[manifest["uri"].str.startswith("@reviewed/")]
     assert len(new) == 4
+    # What cold start reads is byte-identical after the round, so DVC does not re-run it.
+    assert (d / "ing/source_manifest.parquet").read_bytes() == source_manifest
     events = events_from_frame(
         new.assign(label="promo_spam"), source="reviewer", who="ana", when=pd.Timestamp("2026-12-02", tz="UTC"), round=1
     )
     LabelStore(d / "labels").append(events, source_name="reviewer-round1")
 
+    # Given the full manifest (as dvc.yaml did before), the round's images still stay out of its pool.
     after = cold_start_stage(d / "ing/manifest.parquet", d / "cold", **{**cold, "params_path": params})
     again = LabelStore(d / "labels").snapshot(sources=["retrieval"]).sort_values("image_id")
     pd.testing.assert_frame_equal(again.reset_index(drop=True), retrieved.reset_index(drop=True))

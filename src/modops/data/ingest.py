@@ -36,6 +36,8 @@ from modops.data.store import ImageStore, atomic_write_parquet, atomic_write_tex
 __all__ = ["REVIEWED_PREFIX", "IngestSummary", "ingest", "read_decode_limits"]
 
 SUMMARY_FILE = "ingest_summary.json"
+#: The manifest rows of ``ingest.source`` alone (no reviewed uploads): what cold start bootstraps from.
+SOURCE_MANIFEST_FILE = "source_manifest.parquet"
 #: Manifest paths of images from the reviewed source start with this: no real upload path can
 #: (a source's own paths are relative, never starting with '@'), so the two never collide.
 REVIEWED_PREFIX = "@reviewed/"
@@ -150,7 +152,9 @@ def ingest(
     """Ingest every file under ``source``, and under ``reviewed_source`` when given.
 
     Writes ``out_dir/manifest.parquet`` (one row per distinct image, sorted by ``image_id``),
-    ``out_dir/quarantine.parquet`` (columns ``uri``, ``reason``, ``detail``, ``bytes``) and
+    ``out_dir/source_manifest.parquet`` (its rows from ``source`` alone: a relabel round's reviewed
+    uploads leave it byte-identical, so stages that bootstrap from the uploads' own labels stay
+    fresh in DVC), ``out_dir/quarantine.parquet`` (columns ``uri``, ``reason``, ``detail``, ``bytes``) and
     ``out_dir/ingest_summary.json`` (counts and the decode limits). A local file's ``uri`` is its
     path relative to ``source``, so the outputs do not depend on where ``source`` or the store sit.
     Re-running on the same files rewrites identical outputs: ``ingested_at`` comes from the
@@ -195,6 +199,10 @@ def ingest(
     ).astype({"bytes": "int64"})
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(out_dir / "manifest.parquet", manifest)
+    # By the kept path (an s3:// reviewed uri keeps its own name, only its rel is prefixed).
+    reviewed_ids = {o.image_id for o in good if o.item.rel.startswith(REVIEWED_PREFIX)}
+    from_source = ~manifest["image_id"].isin(reviewed_ids)
+    atomic_write_parquet(out_dir / SOURCE_MANIFEST_FILE, manifest[from_source].reset_index(drop=True))
     atomic_write_parquet(out_dir / "quarantine.parquet", quarantine)
     summary = IngestSummary(
         found=len(items),
