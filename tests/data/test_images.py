@@ -58,3 +58,18 @@ def test_no_or_a_meaningless_orientation_leaves_the_image_as_stored(orientation)
 def test_a_damaged_exif_block_is_ignored_not_quarantined():
     data, _ = _photo(orientation=None, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")
     assert open_rgb(data).size == (40, 24)
+
+
+def test_pixels_hidden_under_transparency_do_not_change_the_perceptual_hash():
+    rng = np.random.default_rng(0)
+    visible = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    alpha = np.full((32, 32, 1), 255, dtype=np.uint8)
+    alpha[:, 16:] = 0  # the right half is transparent: shown as white
+    hashes = []
+    for hidden in (0, 255):  # what a tool happened to leave under the transparent half
+        rgba = np.concatenate([visible, alpha], axis=2)
+        rgba[:, 16:, :3] = hidden
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+        hashes.append(decode_image(buf.getvalue(), limits=DecodeLimits(), min_side=8).phash)
+    assert hashes[0] == hashes[1]

@@ -212,9 +212,9 @@ def decode_image(data: bytes, *, limits: DecodeLimits, min_side: int) -> Decoded
             raise QuarantineError("too_small", f"{width}x{height}, min side {min_side}")
         _load_fully(img)
         fmt = img.format.upper()
-        img = _upright(img)
-        if img.mode != "RGB":
-            _to_rgb(img)
+        # The hash is of what the model and reviewers see: upright, alpha composited on white
+        # (the pixels under a transparent area are invisible and may be anything).
+        img = _to_rgb(_upright(img))
         return DecodedImage(width=width, height=height, format=fmt, phash=str(imagehash.phash(img)))
 
 
