@@ -13,6 +13,7 @@ any byte is read (a file's ``stat``, an object's ``ContentLength``), and never r
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -140,9 +141,11 @@ def _local_path(uri: str, root: str | Path | None) -> Path:
     # elsewhere on the machine (keys, other tenants' images). Links inside the root are fine.
     try:
         target = path.resolve()
-    except (RuntimeError, OSError):
+    except (RuntimeError, OSError) as exc:
         # Python 3.11 raises RuntimeError on a loop, 3.13 OSError (ELOOP); both messages hold
         # the absolute path, which must not reach the quarantine rows (they name the uri).
+        if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+            raise
         raise OSError("a symlink loop (not followed)") from None
     if not target.is_relative_to(Path(root).resolve()):
         raise OSError("a symlink that points outside the source folder (not followed)")
